@@ -1,0 +1,224 @@
+//! Wiring of the long-running service: source → state → evaluation → policy → sinks.
+//!
+//! `run(config, shutdown)` reads top to bottom as the data flows. The consumer loop owns the
+//! monitor (no locks on the hot path); webhooks are delivered by their own task behind a
+//! bounded channel so a slow CI endpoint never stalls consumption.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::http::{self, HttpState};
+use crate::output::Output;
+use crate::policy::{Clock, TriggerLedger};
+use crate::sink::kafka::KafkaSink;
+use crate::sink::snapshot::SnapshotWriter;
+use crate::sink::webhook::WebhookSink;
+use crate::source::kafka as source;
+use crate::state::{Baselines, Monitor};
+use crate::telemetry::Telemetry;
+
+/// Handles the caller may want to observe (tests, the demo).
+#[derive(Clone, Default)]
+pub struct Observers {
+    /// Called with every output as it is published.
+    pub on_output: Option<Arc<dyn Fn(&Output) + Send + Sync>>,
+    /// Receives the bound HTTP address.
+    pub http_bound: Option<Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>>,
+}
+
+/// Runs the service until `shutdown` is cancelled, then drains.
+pub async fn run(
+    cfg: Config,
+    shutdown: CancellationToken,
+    observers: Observers,
+) -> anyhow::Result<()> {
+    let cfg = Arc::new(cfg);
+    let telemetry = Telemetry::new();
+    let shared = Arc::new(source::SourceShared::default());
+
+    // HTTP first, so /healthz answers while Kafka connects.
+    let ready = Arc::new(AtomicBool::new(false));
+    let http_state = HttpState {
+        telemetry: telemetry.clone(),
+        ready: Arc::clone(&ready),
+        recent: Default::default(),
+    };
+    let (bound, http_task) = http::serve(cfg.http.addr, http_state.clone(), shutdown.clone())
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.http.addr))?;
+    tracing::info!(%bound, "http listening");
+    if let Some(slot) = &observers.http_bound {
+        *slot.lock().expect("not poisoned") = Some(bound);
+    }
+
+    // State: configured baselines and the triggers already emitted before this start.
+    let baselines = Baselines::load(&cfg).context("loading baselines")?;
+    let ledger = tokio::task::spawn_blocking({
+        let cfg = Arc::clone(&cfg);
+        move || read_trigger_ledger(&cfg)
+    })
+    .await??;
+    tracing::info!(triggers = ledger.len(), "trigger ledger restored");
+    let monitor = Monitor::new(Arc::clone(&cfg), baselines, Clock::Wall)
+        .with_telemetry(telemetry.clone())
+        .with_ledger(ledger)
+        .with_snapshots(SnapshotWriter::new(&cfg.triggers.snapshot_dir));
+
+    // Sinks: Kafka topics, and webhooks through a bounded channel.
+    let sink = KafkaSink::new(&cfg, telemetry.clone())?;
+    let webhook_tx = spawn_webhooks(&cfg, shutdown.clone())?;
+
+    // Source.
+    let consumer = source::consumer(&cfg, Arc::clone(&shared), telemetry.clone())?;
+    if cfg.kafka.check_copartitioning {
+        source::check_copartitioning(&consumer, &cfg)?;
+    }
+    let ready_flag = Arc::clone(&ready);
+    let shared_for_ready = Arc::clone(&shared);
+    let ready_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            loop {
+                let r = shared_for_ready
+                    .ready
+                    .load(std::sync::atomic::Ordering::Acquire);
+                ready_flag.store(r, std::sync::atomic::Ordering::Release);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        }
+    });
+    let on_output = observers.on_output.clone();
+    let result = source::run(
+        Arc::clone(&cfg),
+        consumer,
+        monitor,
+        sink,
+        shared,
+        telemetry,
+        shutdown.clone(),
+        move |o| {
+            if !matches!(o, Output::DeadLetter(_)) {
+                http_state.remember(o.to_json());
+                if let Some(tx) = &webhook_tx {
+                    if tx.try_send(o.to_json()).is_err() {
+                        tracing::error!("webhook queue full; output not sent to webhooks");
+                    }
+                }
+            }
+            if let Some(f) = &on_output {
+                f(o);
+            }
+        },
+    )
+    .await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(cfg.kafka.drain_timeout, http_task).await;
+    let _ = ready_task.await;
+    result.map_err(Into::into)
+}
+
+/// Starts one delivery task for all configured webhooks; `None` when there are none.
+fn spawn_webhooks(
+    cfg: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<mpsc::Sender<serde_json::Value>>> {
+    if cfg.sinks.webhook.is_empty() {
+        return Ok(None);
+    }
+    let sinks = cfg
+        .sinks
+        .webhook
+        .iter()
+        .map(|w| WebhookSink::new(w.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (tx, mut rx) = mpsc::channel::<serde_json::Value>(10_000);
+    tokio::spawn(async move {
+        loop {
+            let v = tokio::select! {
+                v = rx.recv() => v,
+                _ = shutdown.cancelled() => {
+                    // Deliver what is queued before stopping.
+                    rx.close();
+                    rx.recv().await
+                }
+            };
+            let Some(v) = v else { break };
+            for s in &sinks {
+                if let Err(e) = s.deliver(&v).await {
+                    tracing::error!(error = %e, "webhook delivery failed");
+                }
+            }
+        }
+    });
+    Ok(Some(tx))
+}
+
+/// Reads the retraining-trigger topic from the beginning to its end, collecting every trigger
+/// already emitted, so a restarted instance never emits one of them again.
+pub fn read_trigger_ledger(cfg: &Config) -> anyhow::Result<TriggerLedger> {
+    let mut ledger = TriggerLedger::default();
+    let mut cc = ClientConfig::new();
+    for (k, v) in cfg.kafka_client_properties() {
+        cc.set(k, v);
+    }
+    cc.set("group.id", format!("{}-ledger", cfg.kafka.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true");
+    let consumer: BaseConsumer = cc.create().context("ledger consumer")?;
+    let md = consumer
+        .fetch_metadata(Some(&cfg.topics.retrain), Duration::from_secs(10))
+        .context("fetching trigger topic metadata")?;
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0;
+    for t in md.topics() {
+        if t.error().is_some() {
+            continue;
+        }
+        for p in t.partitions() {
+            let (lo, hi) = consumer
+                .fetch_watermarks(t.name(), p.id(), Duration::from_secs(10))
+                .context("fetching trigger topic watermarks")?;
+            if hi > lo {
+                tpl.add_partition_offset(t.name(), p.id(), Offset::Beginning)?;
+                remaining += 1;
+            }
+        }
+    }
+    if remaining == 0 {
+        return Ok(ledger);
+    }
+    consumer.assign(&tpl)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while remaining > 0 && std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                if let Some(v) = m
+                    .payload()
+                    .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+                {
+                    ledger.record_json(&v);
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => remaining -= 1,
+            Some(Err(e)) => return Err(e).context("reading the trigger topic"),
+            None => {}
+        }
+    }
+    if remaining > 0 {
+        anyhow::bail!("timed out reading the trigger topic {}", cfg.topics.retrain);
+    }
+    Ok(ledger)
+}

@@ -1,0 +1,849 @@
+//! Configuration: serde structs, layered loading and one validation pass.
+//!
+//! Layers, later ones win: built-in defaults, then the TOML file, then environment variables
+//! `DRIFTWATCH__SECTION__KEY` (double underscore between levels). Unknown keys are errors, and
+//! [`Config::load`] reports every unknown key and every invalid value at once.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::drift::DriftMethod;
+
+/// Every problem found while loading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
+pub struct ConfigError {
+    /// One line per problem.
+    pub problems: Vec<String>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Kafka connection and consumer settings.
+    pub kafka: KafkaConfig,
+    /// Topic names.
+    pub topics: TopicsConfig,
+    /// Event-time windows.
+    pub window: WindowConfig,
+    /// Hard limits that bound memory whatever the traffic.
+    pub limits: LimitsConfig,
+    /// Reference profiles.
+    pub baseline: BaselineConfig,
+    /// Data and prediction drift.
+    pub drift: DriftConfig,
+    /// Data-quality thresholds.
+    pub data_quality: DataQualityConfig,
+    /// Latency thresholds.
+    pub latency: LatencyConfig,
+    /// Model quality once labels join.
+    pub performance: PerformanceConfig,
+    /// Group fairness.
+    pub fairness: FairnessConfig,
+    /// Concept-drift detectors over the joined error stream.
+    pub concept: ConceptConfig,
+    /// HTTP server for /metrics, health and the API.
+    pub http: HttpConfig,
+    /// Alert lifecycle.
+    pub alerts: AlertPolicyConfig,
+    /// Retraining-trigger rules.
+    pub triggers: TriggerConfig,
+    /// Canary and shadow analysis.
+    pub canary: CanaryConfig,
+    /// CI webhooks (in addition to the Kafka topics).
+    pub sinks: SinksConfig,
+}
+
+/// Alert lifecycle: when an alert fires and when it resolves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AlertPolicyConfig {
+    /// Fire when at least this many of the last `fire_window` windows breached.
+    pub fire_after: u32,
+    /// Windows considered for firing.
+    pub fire_window: u32,
+    /// Resolve after this many consecutive clean windows.
+    pub resolve_after: u32,
+    /// After a resolve, the same alert does not fire again for this long (event time).
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+impl Default for AlertPolicyConfig {
+    fn default() -> Self {
+        Self {
+            fire_after: 2,
+            fire_window: 3,
+            resolve_after: 3,
+            cooldown: Duration::ZERO,
+        }
+    }
+}
+
+/// Retraining-trigger rules; a trigger fires when any enabled rule holds for `sustain_windows`
+/// consecutive windows, once per episode and at most once per `min_interval` per model version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TriggerConfig {
+    /// Master switch.
+    pub enabled: bool,
+    /// Sustained data drift on at least this many features (0 disables the rule).
+    pub min_drifted_features: usize,
+    /// Only these features count for the data-drift rule; empty means every feature.
+    pub features: Vec<String>,
+    /// Dataset-level drift (share of drifted features) triggers.
+    pub on_dataset_drift: bool,
+    /// Prediction drift triggers.
+    pub on_prediction_drift: bool,
+    /// A performance alert triggers.
+    pub on_performance: bool,
+    /// A concept-drift detection triggers.
+    pub on_concept_drift: bool,
+    /// A fairness alert triggers.
+    pub on_fairness: bool,
+    /// Consecutive windows a rule must hold.
+    pub sustain_windows: u32,
+    /// Minimum event time between two triggers of one model version.
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// Trigger when a version has been in service this long (event time); none disables.
+    #[serde(with = "humantime_serde")]
+    pub max_model_age: Option<Duration>,
+    /// Cron expression (UTC, with seconds: `sec min hour day month weekday`) for scheduled
+    /// retraining, evaluated in event time; none disables.
+    pub schedule: Option<String>,
+    /// Directory for Parquet snapshots of triggering windows.
+    pub snapshot_dir: PathBuf,
+    /// Most recent events kept per model version for snapshots.
+    pub snapshot_events: usize,
+}
+
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_drifted_features: 1,
+            features: Vec::new(),
+            on_dataset_drift: true,
+            on_prediction_drift: false,
+            on_performance: true,
+            on_concept_drift: false,
+            on_fairness: false,
+            sustain_windows: 2,
+            min_interval: Duration::from_secs(3600),
+            max_model_age: None,
+            schedule: None,
+            snapshot_dir: PathBuf::from("driftwatch-snapshots"),
+            snapshot_events: 5000,
+        }
+    }
+}
+
+/// Canary analysis between two versions of one model receiving traffic in the same windows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CanaryConfig {
+    /// Master switch.
+    pub enabled: bool,
+    /// Version serving as the baseline; none means the version seen first.
+    pub baseline_version: Option<String>,
+    /// Version under test; none means the most recently seen other version.
+    pub candidate_version: Option<String>,
+    /// Largest allowed candidate/baseline latency p99 ratio.
+    pub max_latency_p99_ratio: f64,
+    /// Largest allowed Jensen-Shannon distance between the versions' prediction distributions.
+    pub max_prediction_distance: f64,
+    /// Largest allowed increase of the error rate once labels joined.
+    pub max_error_rate_increase: f64,
+    /// Largest allowed increase of the demographic parity difference.
+    pub max_fairness_gap_increase: f64,
+    /// Largest allowed increase of the missing-value share.
+    pub max_missing_share_increase: f64,
+    /// Failed windows that roll the candidate back.
+    pub failure_threshold: u32,
+    /// Consecutive passing windows that promote the candidate.
+    pub promote_after: u32,
+    /// Events each version needs in a window for it to count.
+    pub min_events: u64,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            baseline_version: None,
+            candidate_version: None,
+            max_latency_p99_ratio: 1.5,
+            max_prediction_distance: 0.1,
+            max_error_rate_increase: 0.02,
+            max_fairness_gap_increase: 0.1,
+            max_missing_share_increase: 0.05,
+            failure_threshold: 3,
+            promote_after: 5,
+            min_events: 100,
+        }
+    }
+}
+
+/// Extra sinks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SinksConfig {
+    /// CI webhooks.
+    #[serde(skip_serializing)]
+    pub webhook: Vec<crate::sink::webhook::WebhookConfig>,
+}
+
+/// Kafka connection and consumer settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Consumer group id; instances with the same id share the partitions.
+    pub group_id: String,
+    /// Client id reported to the broker.
+    pub client_id: String,
+    /// Extra librdkafka properties passed through verbatim (TLS, SASL mechanism, …).
+    pub options: BTreeMap<String, String>,
+    /// librdkafka properties whose values are read from the named environment variables
+    /// (for secrets such as `sasl.password`); the values are never logged.
+    pub options_from_env: BTreeMap<String, String>,
+    /// Consumer session timeout.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// How long shutdown and partition revocation may take to finish in-flight work and commit.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Refuse to start unless the input topics have the same partition count.
+    pub check_copartitioning: bool,
+    /// Where to start a partition that has no committed offset: `earliest` or `latest`.
+    pub auto_offset_reset: String,
+}
+
+fn default_brokers() -> String {
+    "127.0.0.1:9092".into()
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: default_brokers(),
+            group_id: "driftwatch".into(),
+            client_id: "driftwatch".into(),
+            options: BTreeMap::new(),
+            options_from_env: BTreeMap::new(),
+            session_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+            check_copartitioning: true,
+            auto_offset_reset: "earliest".into(),
+        }
+    }
+}
+
+/// Topic names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TopicsConfig {
+    /// Prediction events (input).
+    pub predictions: String,
+    /// Feature events published separately from predictions (input).
+    pub features: String,
+    /// Ground-truth label events (input).
+    pub labels: String,
+    /// Alerts (output).
+    pub alerts: String,
+    /// Retraining triggers (output).
+    pub retrain: String,
+    /// Canary verdicts (output).
+    pub verdicts: String,
+    /// Input records that could not be decoded, with the reason in headers (output).
+    pub dead_letters: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            predictions: "predictions".into(),
+            features: "features".into(),
+            labels: "labels".into(),
+            alerts: "driftwatch.alerts".into(),
+            retrain: "driftwatch.retrain".into(),
+            verdicts: "driftwatch.verdicts".into(),
+            dead_letters: "driftwatch.dead-letters".into(),
+        }
+    }
+}
+
+/// Event-time sliding windows made of panes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WindowConfig {
+    /// Window length W; must be a whole multiple of `slide`.
+    #[serde(with = "humantime_serde")]
+    pub length: Duration,
+    /// Slide S: one pane per slide, one evaluation per slide.
+    #[serde(with = "humantime_serde")]
+    pub slide: Duration,
+    /// How far behind the newest event time an event may be and still be counted.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// A window with fewer events than this is not evaluated for drift.
+    pub min_events: u64,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self {
+            length: Duration::from_secs(600),
+            slide: Duration::from_secs(60),
+            allowed_lateness: Duration::from_secs(30),
+            min_events: 200,
+        }
+    }
+}
+
+impl WindowConfig {
+    /// Number of panes in a window (W / S).
+    pub fn panes(&self) -> usize {
+        (self.length.as_millis() / self.slide.as_millis().max(1)).max(1) as usize
+    }
+}
+
+/// Hard limits: memory is bounded by these, not by traffic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Distinct model ids tracked; events of further models are counted and dropped.
+    pub max_models: usize,
+    /// Versions tracked per model.
+    pub max_versions_per_model: usize,
+    /// Features tracked per model version.
+    pub max_features: usize,
+    /// Categories kept per categorical feature; the rest count as `__other__`.
+    pub max_categories: usize,
+    /// Groups kept per fairness attribute; the rest count as `__other__`.
+    pub max_groups: usize,
+    /// Predictions waiting for their label or features.
+    pub max_pending_joins: usize,
+    /// How long a prediction waits for its label or features.
+    #[serde(with = "humantime_serde")]
+    pub join_ttl: Duration,
+    /// Larger messages are dead-lettered as `oversize`.
+    pub max_event_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_models: 64,
+            max_versions_per_model: 4,
+            max_features: 256,
+            max_categories: 256,
+            max_groups: 32,
+            max_pending_joins: 200_000,
+            join_ttl: Duration::from_secs(3600),
+            max_event_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Reference profiles.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BaselineConfig {
+    /// Without a profile file, build the profile from this many first events of each version.
+    pub bootstrap_events: usize,
+    /// Profile files built by `driftwatch baseline build`.
+    pub files: Vec<BaselineFile>,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_events: 10_000,
+            files: Vec::new(),
+        }
+    }
+}
+
+/// One profile file and the model version it applies to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineFile {
+    /// Model id.
+    pub model_id: String,
+    /// Model version; absent means every version of the model.
+    #[serde(default)]
+    pub model_version: Option<String>,
+    /// Path of the profile JSON.
+    pub path: PathBuf,
+}
+
+/// Data and prediction drift.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DriftConfig {
+    /// Dataset-level drift when at least this share of features drifted.
+    pub dataset_share: f64,
+    /// Per-feature method and threshold overrides, by feature name.
+    pub features: BTreeMap<String, FeatureDriftOverride>,
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        Self {
+            dataset_share: 0.5,
+            features: BTreeMap::new(),
+        }
+    }
+}
+
+/// Method and threshold for one feature, replacing the default rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureDriftOverride {
+    /// Statistic to use.
+    pub method: DriftMethod,
+    /// Threshold: a distance at or above it, or a p-value below it, is drift.
+    pub threshold: f64,
+}
+
+/// Data-quality thresholds (shares of the window's events).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DataQualityConfig {
+    /// Alert when a feature's missing share exceeds its baseline share by this much.
+    pub max_missing_increase: f64,
+    /// Alert when this share of a feature's values has the wrong type.
+    pub max_type_mismatch: f64,
+    /// Alert when this share of a numerical feature's values lies outside the baseline range.
+    pub max_out_of_range: f64,
+    /// Alert when this share of a categorical feature's values was never seen in the baseline.
+    pub max_unseen_categories: f64,
+}
+
+impl Default for DataQualityConfig {
+    fn default() -> Self {
+        Self {
+            max_missing_increase: 0.1,
+            max_type_mismatch: 0.01,
+            max_out_of_range: 0.05,
+            max_unseen_categories: 0.05,
+        }
+    }
+}
+
+/// Latency objective.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LatencyConfig {
+    /// Alert when the window's p99 exceeds this many milliseconds; none means no latency alert.
+    pub slo_p99_ms: Option<f64>,
+}
+
+/// Model quality once labels join.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PerformanceConfig {
+    /// Labelled pairs a window needs before its quality is judged.
+    pub min_labels: u64,
+    /// Alert when accuracy (classification) falls this far below the baseline's.
+    pub max_accuracy_drop: f64,
+    /// Alert when RMSE (regression) rises by this fraction over the baseline's.
+    pub max_rmse_increase: f64,
+}
+
+impl Default for PerformanceConfig {
+    fn default() -> Self {
+        Self {
+            min_labels: 100,
+            max_accuracy_drop: 0.05,
+            max_rmse_increase: 0.2,
+        }
+    }
+}
+
+/// Group fairness.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FairnessConfig {
+    /// Attributes to evaluate; empty means every attribute seen.
+    pub attributes: Vec<String>,
+    /// Alert when the demographic parity difference exceeds this.
+    pub max_demographic_parity_difference: f64,
+    /// Alert when the equalized odds difference (needs labels) exceeds this.
+    pub max_equalized_odds_difference: f64,
+    /// Groups smaller than this in a window are left out of the comparison.
+    pub min_group_size: u64,
+}
+
+impl Default for FairnessConfig {
+    fn default() -> Self {
+        Self {
+            attributes: Vec::new(),
+            max_demographic_parity_difference: 0.2,
+            max_equalized_odds_difference: 0.2,
+            min_group_size: 30,
+        }
+    }
+}
+
+/// Concept-drift detectors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConceptConfig {
+    /// Detectors to run on the joined error stream: any of `adwin`, `ddm`, `page_hinkley`.
+    pub detectors: Vec<String>,
+}
+
+impl Default for ConceptConfig {
+    fn default() -> Self {
+        Self {
+            detectors: vec!["adwin".into(), "ddm".into()],
+        }
+    }
+}
+
+/// HTTP server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Listen address for /metrics, /healthz, /readyz and /api/v1.
+    pub addr: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `DRIFTWATCH__…` environment variables, and
+    /// validates the result, reporting every problem at once.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError {
+                    problems: vec![format!("config file {} does not exist", path.display())],
+                });
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("DRIFTWATCH")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let merged = builder.build().map_err(|e| ConfigError {
+            problems: vec![e.to_string()],
+        })?;
+        Self::from_layers(merged)
+    }
+
+    /// Parses a TOML string over the defaults (no environment), validating it.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let merged = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .map_err(|e| ConfigError {
+                problems: vec![e.to_string()],
+            })?;
+        Self::from_layers(merged)
+    }
+
+    fn from_layers(merged: config::Config) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut unknown = Vec::new();
+        let parsed: Result<Config, _> = serde_ignored::deserialize(merged, |path| {
+            unknown.push(path.to_string());
+        });
+        for key in unknown {
+            problems.push(format!("unknown key `{key}`"));
+        }
+        match parsed {
+            Ok(cfg) => {
+                problems.extend(cfg.validate());
+                if problems.is_empty() {
+                    Ok(cfg)
+                } else {
+                    Err(ConfigError { problems })
+                }
+            }
+            Err(e) => {
+                problems.push(e.to_string());
+                Err(ConfigError { problems })
+            }
+        }
+    }
+
+    /// Every semantic problem of an already parsed configuration.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let w = &self.window;
+        if w.slide.is_zero() {
+            p.push("window.slide must be positive".into());
+        } else if w.length < w.slide {
+            p.push(format!(
+                "window.length ({}) must be at least window.slide ({})",
+                humantime::format_duration(w.length),
+                humantime::format_duration(w.slide)
+            ));
+        } else if w.length.as_millis() % w.slide.as_millis() != 0 {
+            p.push("window.length must be a whole multiple of window.slide".into());
+        } else if w.panes() > 1440 {
+            p.push("window.length / window.slide must be at most 1440 panes".into());
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            p.push("kafka.brokers must not be empty".into());
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            p.push("kafka.group_id must not be empty".into());
+        }
+        if !matches!(self.kafka.auto_offset_reset.as_str(), "earliest" | "latest") {
+            p.push("kafka.auto_offset_reset must be `earliest` or `latest`".into());
+        }
+        if self.kafka.drain_timeout >= self.kafka.session_timeout {
+            p.push(
+                "kafka.drain_timeout must be shorter than kafka.session_timeout, or a revoked \
+                 partition could be reassigned before its offsets are committed"
+                    .into(),
+            );
+        }
+        for (key, var) in &self.kafka.options_from_env {
+            if std::env::var(var).is_err() {
+                p.push(format!(
+                    "kafka.options_from_env.{key} names environment variable {var}, which is not set"
+                ));
+            }
+        }
+        let t = &self.topics;
+        let inputs = [&t.predictions, &t.features, &t.labels];
+        let outputs = [&t.alerts, &t.retrain, &t.verdicts, &t.dead_letters];
+        for name in inputs.iter().chain(outputs.iter()) {
+            if name.trim().is_empty() {
+                p.push("topic names must not be empty".into());
+                break;
+            }
+        }
+        for o in outputs {
+            if inputs.contains(&o) {
+                p.push(format!("output topic `{o}` is also an input topic"));
+            }
+        }
+        let l = &self.limits;
+        for (name, v) in [
+            ("limits.max_models", l.max_models),
+            ("limits.max_versions_per_model", l.max_versions_per_model),
+            ("limits.max_features", l.max_features),
+            ("limits.max_categories", l.max_categories),
+            ("limits.max_groups", l.max_groups),
+            ("limits.max_pending_joins", l.max_pending_joins),
+            ("limits.max_event_bytes", l.max_event_bytes),
+        ] {
+            if v == 0 {
+                p.push(format!("{name} must be positive"));
+            }
+        }
+        if self.baseline.bootstrap_events < 10 {
+            p.push("baseline.bootstrap_events must be at least 10".into());
+        }
+        for f in &self.baseline.files {
+            if !f.path.exists() {
+                p.push(format!(
+                    "baseline file {} (model {}) does not exist",
+                    f.path.display(),
+                    f.model_id
+                ));
+            }
+        }
+        let share = |name: &str, v: f64, p: &mut Vec<String>| {
+            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                p.push(format!("{name} must be between 0 and 1, got {v}"));
+            }
+        };
+        share("drift.dataset_share", self.drift.dataset_share, &mut p);
+        let dq = &self.data_quality;
+        share(
+            "data_quality.max_missing_increase",
+            dq.max_missing_increase,
+            &mut p,
+        );
+        share(
+            "data_quality.max_type_mismatch",
+            dq.max_type_mismatch,
+            &mut p,
+        );
+        share("data_quality.max_out_of_range", dq.max_out_of_range, &mut p);
+        share(
+            "data_quality.max_unseen_categories",
+            dq.max_unseen_categories,
+            &mut p,
+        );
+        share(
+            "performance.max_accuracy_drop",
+            self.performance.max_accuracy_drop,
+            &mut p,
+        );
+        let f = &self.fairness;
+        share(
+            "fairness.max_demographic_parity_difference",
+            f.max_demographic_parity_difference,
+            &mut p,
+        );
+        share(
+            "fairness.max_equalized_odds_difference",
+            f.max_equalized_odds_difference,
+            &mut p,
+        );
+        if !(self.performance.max_rmse_increase.is_finite()
+            && self.performance.max_rmse_increase > 0.0)
+        {
+            p.push("performance.max_rmse_increase must be positive".into());
+        }
+        for (name, o) in &self.drift.features {
+            if !o.threshold.is_finite() || o.threshold < 0.0 {
+                p.push(format!(
+                    "drift.features.{name}.threshold must be a non-negative number"
+                ));
+            }
+        }
+        if let Some(slo) = self.latency.slo_p99_ms {
+            if !(slo.is_finite() && slo > 0.0) {
+                p.push("latency.slo_p99_ms must be positive".into());
+            }
+        }
+        let a = &self.alerts;
+        if a.fire_after == 0
+            || a.fire_window == 0
+            || a.fire_after > a.fire_window
+            || a.fire_window > 32
+        {
+            p.push(
+                "alerts.fire_after must be between 1 and alerts.fire_window (at most 32)".into(),
+            );
+        }
+        if a.resolve_after == 0 {
+            p.push("alerts.resolve_after must be positive".into());
+        }
+        let tr = &self.triggers;
+        if tr.sustain_windows == 0 {
+            p.push("triggers.sustain_windows must be positive".into());
+        }
+        if tr.snapshot_events == 0 {
+            p.push("triggers.snapshot_events must be positive".into());
+        }
+        if let Some(expr) = &tr.schedule {
+            if let Err(e) = expr.parse::<cron::Schedule>() {
+                p.push(format!(
+                    "triggers.schedule `{expr}` is not a cron expression: {e}"
+                ));
+            }
+        }
+        let c = &self.canary;
+        if !(c.max_latency_p99_ratio.is_finite() && c.max_latency_p99_ratio >= 1.0) {
+            p.push("canary.max_latency_p99_ratio must be at least 1".into());
+        }
+        if c.failure_threshold == 0 || c.promote_after == 0 {
+            p.push("canary.failure_threshold and canary.promote_after must be positive".into());
+        }
+        if let (Some(b), Some(cand)) = (&c.baseline_version, &c.candidate_version) {
+            if b == cand {
+                p.push("canary.baseline_version and canary.candidate_version must differ".into());
+            }
+        }
+        for (i, w) in self.sinks.webhook.iter().enumerate() {
+            for problem in w.validate() {
+                p.push(format!("sinks.webhook[{i}]: {problem}"));
+            }
+        }
+        for d in &self.concept.detectors {
+            if !matches!(d.as_str(), "adwin" | "ddm" | "page_hinkley") {
+                p.push(format!(
+                    "concept.detectors: unknown detector `{d}` (expected adwin, ddm or page_hinkley)"
+                ));
+            }
+        }
+        p
+    }
+
+    /// The librdkafka properties common to consumers and producers, secrets resolved from the
+    /// environment.
+    pub fn kafka_client_properties(&self) -> BTreeMap<String, String> {
+        let mut props = BTreeMap::new();
+        props.insert("bootstrap.servers".to_string(), self.kafka.brokers.clone());
+        props.insert("client.id".to_string(), self.kafka.client_id.clone());
+        for (k, v) in &self.kafka.options {
+            props.insert(k.clone(), v.clone());
+        }
+        for (k, var) in &self.kafka.options_from_env {
+            if let Ok(v) = std::env::var(var) {
+                props.insert(k.clone(), v);
+            }
+        }
+        props
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Config::default().validate().is_empty());
+        assert_eq!(Config::default().window.panes(), 10);
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let err = Config::from_toml_str(
+            r#"
+            [window]
+            length = "90s"
+            slide = "1m"
+            colour = "blue"
+            [kafka]
+            brokers = ""
+            [drift]
+            dataset_share = 1.5
+            "#,
+        )
+        .unwrap_err();
+        let all = err.problems.join("\n");
+        assert!(all.contains("unknown key `window.colour`"), "{all}");
+        assert!(all.contains("window.length"), "{all}");
+        assert!(all.contains("kafka.brokers"), "{all}");
+        assert!(all.contains("drift.dataset_share"), "{all}");
+        assert_eq!(err.problems.len(), 4, "{all}");
+    }
+
+    #[test]
+    fn per_feature_override_parses() {
+        let cfg = Config::from_toml_str(
+            r#"
+            [drift.features.income]
+            method = "psi"
+            threshold = 0.2
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.drift.features["income"].method, DriftMethod::Psi);
+    }
+
+    #[test]
+    fn drain_must_fit_in_session() {
+        let err = Config::from_toml_str("[kafka]\ndrain_timeout = \"60s\"\n").unwrap_err();
+        assert!(err.problems[0].contains("drain_timeout"));
+    }
+}

@@ -1,0 +1,550 @@
+//! Window → findings: every check the monitor runs on a closed window of one model version.
+//!
+//! Each check yields a [`Finding`], breached or not, so the policy can both fire and resolve
+//! alerts. Pure and synchronous: statistics come from `stats`, thresholds from configuration.
+
+use serde_json::json;
+
+use crate::baseline::{FeatureKind, FeatureProfile, Profile};
+use crate::config::Config;
+use crate::output::{AlertKind, ReferenceRef};
+use crate::state::pane::{FeaturePane, Pane};
+use crate::state::window::WindowBounds;
+use crate::state::GroupIndex;
+use crate::stats::categorical::categorical_drift;
+use crate::stats::drift::{
+    categorical_feature_drift, dataset_drift, numeric_feature_drift, DatasetDrift, FeatureDrift,
+    MethodOverride,
+};
+use crate::stats::latency::LatencyReport;
+use crate::stats::numeric::numeric_drift;
+
+/// One check's result on one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// What kind of alert it would raise.
+    pub kind: AlertKind,
+    /// Metric name.
+    pub metric: String,
+    /// Feature, when per feature.
+    pub feature: Option<String>,
+    /// Value in the window.
+    pub value: f64,
+    /// Threshold compared with.
+    pub threshold: f64,
+    /// Whether the threshold is broken.
+    pub breached: bool,
+    /// Whether it is broken badly enough to be critical.
+    pub critical: bool,
+    /// Supporting numbers.
+    pub evidence: serde_json::Value,
+}
+
+/// Numbers the canary analysis compares between versions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VersionSummary {
+    /// Latency p99, milliseconds.
+    pub p99_ms: Option<f64>,
+    /// Share of labelled predictions that were wrong.
+    pub error_rate: Option<f64>,
+    /// Labelled predictions behind `error_rate`.
+    pub labelled: u64,
+    /// Share of positive predictions.
+    pub positive_rate: Option<f64>,
+    /// Prediction counts over the profile's prediction bins (same profile for all versions).
+    pub prediction_bins: Option<Vec<u64>>,
+    /// Largest demographic parity difference over the attributes.
+    pub max_dp_difference: Option<f64>,
+    /// Share of missing feature values.
+    pub missing_share: f64,
+    /// Prediction events.
+    pub events: u64,
+}
+
+/// Everything evaluated on one closed window of one model version.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Model id.
+    pub model_id: String,
+    /// Model version.
+    pub model_version: String,
+    /// Window.
+    pub bounds: WindowBounds,
+    /// Baseline used.
+    pub reference: ReferenceRef,
+    /// Per-feature drift verdicts, in profile order.
+    pub features: Vec<(String, FeatureDrift)>,
+    /// Dataset-level drift.
+    pub dataset: Option<DatasetDrift>,
+    /// Latency summary.
+    pub latency: Option<LatencyReport>,
+    /// All checks.
+    pub findings: Vec<Finding>,
+    /// For canary comparisons.
+    pub summary: VersionSummary,
+}
+
+fn override_for(cfg: &Config, name: &str) -> MethodOverride {
+    cfg.drift
+        .features
+        .get(name)
+        .map(|o| MethodOverride {
+            method: Some(o.method),
+            threshold: Some(o.threshold),
+        })
+        .unwrap_or_default()
+}
+
+fn is_critical(d: &FeatureDrift) -> bool {
+    if !d.drifted {
+        return false;
+    }
+    if d.method.is_pvalue() {
+        d.score < d.threshold / 50.0
+    } else {
+        d.score >= 2.0 * d.threshold
+    }
+}
+
+/// Drift of one feature's window against its profile; `None` when the window has no values.
+fn feature_drift(
+    cfg: &Config,
+    fp: &FeatureProfile,
+    pane: &FeaturePane,
+) -> Option<(FeatureDrift, serde_json::Value)> {
+    let ov = override_for(cfg, &fp.name);
+    match (&fp.kind, pane) {
+        (FeatureKind::Numeric(prof), FeaturePane::Numeric(p)) => {
+            if p.n() == 0 {
+                return None;
+            }
+            let d = numeric_drift(prof, p);
+            let v = numeric_feature_drift(&d, prof, p, &ov);
+            let ev = json!({
+                "n_reference": d.n_reference,
+                "n_current": d.n_current,
+                "ks_statistic": finite(d.ks.statistic),
+                "ks_pvalue": finite(d.ks.pvalue),
+                "wasserstein": finite(d.wasserstein),
+                "wasserstein_normed": finite(d.wasserstein_normed),
+                "psi": finite(d.shares.psi),
+                "jensenshannon_distance": finite(d.shares.jensenshannon_distance),
+                "hellinger": finite(d.shares.hellinger_sqdiff),
+                "reference_bin_counts": d.reference_bin_counts,
+                "current_bin_counts": d.current_bin_counts,
+            });
+            Some((v, ev))
+        }
+        (FeatureKind::Categorical(prof), FeaturePane::Categorical(p)) => {
+            if p.n() == 0 {
+                return None;
+            }
+            let d = categorical_drift(prof, p);
+            let v = categorical_feature_drift(&d, &ov);
+            let ev = json!({
+                "n_reference": d.n_reference,
+                "n_current": d.n_current,
+                "chi2_pvalue": finite(d.chi2_pvalue),
+                "psi": finite(d.shares.psi),
+                "jensenshannon_distance": finite(d.shares.jensenshannon_distance),
+                "categories": d.categories,
+                "reference_counts": d.reference_counts,
+                "current_counts": d.current_counts,
+            });
+            Some((v, ev))
+        }
+        _ => None,
+    }
+}
+
+/// A JSON number, or null for NaN and infinities (JSON has no such numbers).
+pub fn finite(x: f64) -> serde_json::Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        serde_json::Value::Null
+    }
+}
+
+fn method_name(d: &FeatureDrift) -> String {
+    serde_json::to_value(d.method)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Evaluates one closed window.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate(
+    cfg: &Config,
+    model_id: &str,
+    version: &str,
+    profile: &Profile,
+    w: &Pane,
+    bounds: WindowBounds,
+    attributes: &[GroupIndex],
+    detections: Vec<(&'static str, u64)>,
+    reference_accuracy: Option<f64>,
+) -> Evaluation {
+    let mut findings = Vec::new();
+    let mut features = Vec::new();
+    let enough = w.events >= cfg.window.min_events;
+    if enough {
+        for (fp, pane) in profile.features.iter().zip(&w.features) {
+            if let Some((d, ev)) = feature_drift(cfg, fp, pane) {
+                findings.push(Finding {
+                    kind: AlertKind::DataDrift,
+                    metric: method_name(&d),
+                    feature: Some(fp.name.clone()),
+                    value: d.score,
+                    threshold: d.threshold,
+                    breached: d.drifted,
+                    critical: is_critical(&d),
+                    evidence: ev,
+                });
+                features.push((fp.name.clone(), d));
+            }
+        }
+    }
+    let dataset = (!features.is_empty()).then(|| {
+        let all: Vec<FeatureDrift> = features.iter().map(|(_, d)| *d).collect();
+        dataset_drift(&all, cfg.drift.dataset_share)
+    });
+    if let Some(ds) = &dataset {
+        let drifted: Vec<&str> = features
+            .iter()
+            .filter(|(_, d)| d.drifted)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        findings.push(Finding {
+            kind: AlertKind::DataDrift,
+            metric: "drifted_feature_share".into(),
+            feature: None,
+            value: ds.share,
+            threshold: ds.share_threshold,
+            breached: ds.drifted,
+            critical: ds.drifted,
+            evidence: json!({"n_features": ds.n_features, "n_drifted": ds.n_drifted, "drifted_features": drifted}),
+        });
+    }
+    if enough {
+        for (fp, pane) in [
+            (profile.prediction.as_ref(), w.prediction.as_ref()),
+            (profile.predicted_label.as_ref(), w.predicted_label.as_ref()),
+        ] {
+            if let (Some(fp), Some(pane)) = (fp, pane) {
+                if let Some((d, ev)) = feature_drift(cfg, fp, pane) {
+                    findings.push(Finding {
+                        kind: AlertKind::PredictionDrift,
+                        metric: method_name(&d),
+                        feature: Some(fp.name.clone()),
+                        value: d.score,
+                        threshold: d.threshold,
+                        breached: d.drifted,
+                        critical: is_critical(&d),
+                        evidence: ev,
+                    });
+                }
+            }
+        }
+    }
+    // Data quality per feature.
+    let dq = &cfg.data_quality;
+    let mut missing = 0u64;
+    let mut seen = 0u64;
+    for (fp, q) in profile.features.iter().zip(&w.quality) {
+        missing += q.missing;
+        seen += q.seen;
+        if q.seen < cfg.window.min_events {
+            continue;
+        }
+        let n = q.seen as f64;
+        let missing_share = q.missing as f64 / n;
+        let mut checks = vec![
+            (
+                "missing_share",
+                missing_share,
+                fp.missing_share + dq.max_missing_increase,
+            ),
+            (
+                "type_mismatch_share",
+                q.type_mismatch as f64 / n,
+                dq.max_type_mismatch,
+            ),
+        ];
+        match fp.kind {
+            FeatureKind::Numeric(_) => checks.push((
+                "out_of_range_share",
+                q.out_of_range as f64 / n,
+                dq.max_out_of_range,
+            )),
+            FeatureKind::Categorical(_) => checks.push((
+                "unseen_category_share",
+                q.unseen as f64 / n,
+                dq.max_unseen_categories,
+            )),
+        }
+        for (metric, value, threshold) in checks {
+            findings.push(Finding {
+                kind: AlertKind::DataQuality,
+                metric: metric.into(),
+                feature: Some(fp.name.clone()),
+                value,
+                threshold,
+                breached: value > threshold,
+                critical: value > (2.0 * threshold).min(1.0),
+                evidence: json!({"seen": q.seen, "missing": q.missing, "type_mismatch": q.type_mismatch,
+                    "out_of_range": q.out_of_range, "unseen": q.unseen, "baseline_missing_share": fp.missing_share}),
+            });
+        }
+    }
+    // Latency.
+    let latency = (!w.latency.is_empty()).then(|| w.latency.report());
+    let p99 = (!w.latency.is_empty()).then(|| w.latency.quantile(0.99));
+    if let (Some(slo), Some(p99)) = (cfg.latency.slo_p99_ms, p99) {
+        findings.push(Finding {
+            kind: AlertKind::Latency,
+            metric: "p99_ms".into(),
+            feature: None,
+            value: p99,
+            threshold: slo,
+            breached: p99 > slo,
+            critical: p99 > 2.0 * slo,
+            evidence: json!({"p50_ms": w.latency.quantile(0.5), "p95_ms": w.latency.quantile(0.95),
+                "p99_ms": p99, "max_ms": w.latency.max(), "count": w.latency.count()}),
+        });
+    }
+    // Model quality once labels joined.
+    let perf = &cfg.performance;
+    let labelled = w.binary.counts.n();
+    let mut error_rate = None;
+    if labelled >= perf.min_labels {
+        let m = w.binary.metrics();
+        error_rate = Some(1.0 - m.accuracy);
+        if let Some(reference) =
+            reference_accuracy.or(profile.quality.as_ref().and_then(|q| q.accuracy))
+        {
+            let threshold = reference - perf.max_accuracy_drop;
+            findings.push(Finding {
+                kind: AlertKind::Performance,
+                metric: "accuracy".into(),
+                feature: None,
+                value: m.accuracy,
+                threshold,
+                breached: m.accuracy < threshold,
+                critical: m.accuracy < reference - 2.0 * perf.max_accuracy_drop,
+                evidence: json!({"reference_accuracy": reference, "labelled": labelled,
+                    "precision": finite(m.precision), "recall": finite(m.recall), "f1": finite(m.f1),
+                    "roc_auc": finite(m.roc_auc), "log_loss": finite(m.log_loss), "brier": finite(m.brier)}),
+            });
+        }
+    }
+    if w.regression.n >= perf.min_labels {
+        let m = w.regression.metrics();
+        if let Some(reference) = profile.quality.as_ref().and_then(|q| q.rmse) {
+            let threshold = reference * (1.0 + perf.max_rmse_increase);
+            findings.push(Finding {
+                kind: AlertKind::Performance,
+                metric: "rmse".into(),
+                feature: None,
+                value: m.rmse,
+                threshold,
+                breached: m.rmse > threshold,
+                critical: m.rmse > reference * (1.0 + 2.0 * perf.max_rmse_increase),
+                evidence: json!({"reference_rmse": reference, "labelled": w.regression.n,
+                    "mae": finite(m.mae), "mape": finite(m.mape), "r2": finite(m.r2)}),
+            });
+        }
+    }
+    // Fairness.
+    let fair = &cfg.fairness;
+    let mut max_dp: Option<f64> = None;
+    for (ai, attr) in attributes.iter().enumerate() {
+        let Some(ap) = w.attributes.get(ai) else {
+            continue;
+        };
+        let rates: Vec<(&str, f64, u64)> = ap
+            .selection
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.n >= fair.min_group_size)
+            .map(|(gi, s)| {
+                (
+                    attr.groups[gi].as_str(),
+                    s.positive as f64 / s.n as f64,
+                    s.n,
+                )
+            })
+            .collect();
+        if rates.len() >= 2 {
+            let max = rates.iter().map(|r| r.1).fold(f64::MIN, f64::max);
+            let min = rates.iter().map(|r| r.1).fold(f64::MAX, f64::min);
+            let diff = max - min;
+            max_dp = Some(max_dp.map_or(diff, |m: f64| m.max(diff)));
+            let by_group: serde_json::Map<String, serde_json::Value> = rates
+                .iter()
+                .map(|(g, r, n)| (g.to_string(), json!({"selection_rate": r, "count": n})))
+                .collect();
+            findings.push(Finding {
+                kind: AlertKind::Fairness,
+                metric: "demographic_parity_difference".into(),
+                feature: Some(attr.attribute.clone()),
+                value: diff,
+                threshold: fair.max_demographic_parity_difference,
+                breached: diff > fair.max_demographic_parity_difference,
+                critical: diff > 2.0 * fair.max_demographic_parity_difference,
+                evidence: json!({"groups": by_group, "demographic_parity_ratio": finite(if max > 0.0 { min / max } else { f64::NAN })}),
+            });
+        }
+        let labelled_groups = ap.labelled.groups();
+        let big_enough = labelled_groups
+            .values()
+            .filter(|c| c.n() >= fair.min_group_size)
+            .count();
+        if big_enough >= 2
+            && labelled_groups
+                .values()
+                .all(|c| c.n() >= fair.min_group_size)
+        {
+            let r = ap.labelled.report();
+            findings.push(Finding {
+                kind: AlertKind::Fairness,
+                metric: "equalized_odds_difference".into(),
+                feature: Some(attr.attribute.clone()),
+                value: r.equalized_odds_difference,
+                threshold: fair.max_equalized_odds_difference,
+                breached: r.equalized_odds_difference > fair.max_equalized_odds_difference,
+                critical: r.equalized_odds_difference > 2.0 * fair.max_equalized_odds_difference,
+                evidence: json!({"equal_opportunity_difference": finite(r.equal_opportunity_difference),
+                    "equalized_odds_ratio": finite(r.equalized_odds_ratio), "groups": r.groups}),
+            });
+        }
+    }
+    // Concept drift: one finding per configured detector; breached when it fired this window.
+    for name in &cfg.concept.detectors {
+        let hits: Vec<u64> = detections
+            .iter()
+            .filter(|(d, _)| d == name)
+            .map(|(_, i)| *i)
+            .collect();
+        findings.push(Finding {
+            kind: AlertKind::ConceptDrift,
+            metric: name.clone(),
+            feature: None,
+            value: hits.len() as f64,
+            threshold: 1.0,
+            breached: !hits.is_empty(),
+            critical: false,
+            evidence: json!({"detections_at_label_index": hits}),
+        });
+    }
+    let positive_rate = {
+        let (n, pos) = attributes
+            .first()
+            .and_then(|_| w.attributes.first())
+            .map(|a| {
+                a.selection
+                    .iter()
+                    .fold((0, 0), |(n, p), s| (n + s.n, p + s.positive))
+            })
+            .unwrap_or((0, 0));
+        (n > 0).then(|| pos as f64 / n as f64)
+    };
+    let prediction_bins = match (&profile.prediction, &w.prediction) {
+        (
+            Some(FeatureProfile {
+                kind: FeatureKind::Numeric(prof),
+                ..
+            }),
+            Some(FeaturePane::Numeric(p)),
+        ) => Some(p.coarse_counts(prof)),
+        _ => None,
+    };
+    Evaluation {
+        model_id: model_id.to_string(),
+        model_version: version.to_string(),
+        bounds,
+        reference: ReferenceRef {
+            id: profile.id.clone(),
+            sha256: profile.sha256.clone(),
+        },
+        features,
+        dataset,
+        latency,
+        findings,
+        summary: VersionSummary {
+            p99_ms: p99,
+            error_rate,
+            labelled,
+            positive_rate,
+            prediction_bins,
+            max_dp_difference: max_dp,
+            missing_share: if seen > 0 {
+                missing as f64 / seen as f64
+            } else {
+                0.0
+            },
+            events: w.events,
+        },
+    }
+}
+
+/// Sets the model gauges from an evaluation.
+pub fn export(t: &crate::telemetry::Telemetry, ev: &Evaluation) {
+    let (m, v) = (ev.model_id.as_str(), ev.model_version.as_str());
+    t.window_events
+        .with_label_values(&[m, v])
+        .set(ev.bounds.count as f64);
+    for (name, d) in &ev.features {
+        t.drift_score
+            .with_label_values(&[m, v, name, &method_name(d)])
+            .set(d.score);
+        t.drift_detected
+            .with_label_values(&[m, v, name])
+            .set(if d.drifted { 1.0 } else { 0.0 });
+    }
+    if let Some(ds) = &ev.dataset {
+        t.dataset_drift_share
+            .with_label_values(&[m, v])
+            .set(ds.share);
+    }
+    if let Some(l) = &ev.latency {
+        for (q, value) in &l.quantiles {
+            t.latency.with_label_values(&[m, v, q]).set(value / 1000.0);
+        }
+    }
+    for f in &ev.findings {
+        match f.kind {
+            AlertKind::Performance => {
+                t.quality.with_label_values(&[m, v, &f.metric]).set(f.value);
+            }
+            AlertKind::Fairness => {
+                let attr = f.feature.as_deref().unwrap_or("");
+                t.fairness
+                    .with_label_values(&[m, v, attr, &f.metric])
+                    .set(f.value);
+            }
+            AlertKind::DataQuality => {
+                let feat = f.feature.as_deref().unwrap_or("");
+                t.data_quality
+                    .with_label_values(&[m, v, feat, &f.metric])
+                    .set(f.value);
+            }
+            AlertKind::PredictionDrift => {
+                let feat = f.feature.as_deref().unwrap_or("prediction");
+                t.drift_score
+                    .with_label_values(&[m, v, feat, &f.metric])
+                    .set(f.value);
+            }
+            AlertKind::ConceptDrift if f.breached => {
+                t.concept_detections
+                    .with_label_values(&[m, v, &f.metric])
+                    .inc_by(f.value as u64);
+            }
+            _ => {}
+        }
+    }
+    if let Some(e) = ev.summary.error_rate {
+        t.quality.with_label_values(&[m, v, "error_rate"]).set(e);
+    }
+}

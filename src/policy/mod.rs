@@ -1,0 +1,426 @@
+//! Findings → alerts with a lifecycle, and alerts → retraining triggers.
+//!
+//! An alert fires when at least `fire_after` of the last `fire_window` windows breached its
+//! threshold, keeps one `alert_id` for the whole episode, and resolves after `resolve_after`
+//! clean windows. A retraining trigger fires when an enabled rule has held for
+//! `sustain_windows` windows: once per episode, at most once per `min_interval` per model
+//! version, and never again for a `trigger_id` already in the [`TriggerLedger`] (which the
+//! Kafka service rebuilds from the trigger topic at start-up, so restarts do not duplicate).
+
+pub mod canary;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde_json::json;
+
+use crate::config::Config;
+use crate::eval::{Evaluation, Finding};
+use crate::event::format_rfc3339_ms;
+use crate::output::{
+    stable_id, Alert, AlertKind, AlertStatus, Output, RetrainTrigger, Severity, TriggerReason,
+    WindowRef,
+};
+
+/// How `emitted_at` is stamped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Wall-clock time (the live service).
+    Wall,
+    /// The end of the evaluated window (replay and backtests: reproducible output).
+    EventTime,
+}
+
+impl Clock {
+    /// `emitted_at` for an output computed on a window ending at `window_end_ms`.
+    pub fn stamp(&self, window_end_ms: i64) -> String {
+        match self {
+            Clock::Wall => format_rfc3339_ms(chrono::Utc::now().timestamp_millis()),
+            Clock::EventTime => format_rfc3339_ms(window_end_ms),
+        }
+    }
+}
+
+/// Triggers already emitted: their ids, and per model version the window end of the last one.
+#[derive(Debug, Clone, Default)]
+pub struct TriggerLedger {
+    ids: HashSet<String>,
+    last: HashMap<(String, String), i64>,
+}
+
+impl TriggerLedger {
+    /// Records an emitted trigger.
+    pub fn record(&mut self, trigger_id: &str, model_id: &str, version: &str, window_end_ms: i64) {
+        self.ids.insert(trigger_id.to_string());
+        let e = self
+            .last
+            .entry((model_id.to_string(), version.to_string()))
+            .or_insert(window_end_ms);
+        *e = (*e).max(window_end_ms);
+    }
+
+    /// Rebuilds the ledger entry of a trigger read back from the trigger topic.
+    pub fn record_json(&mut self, v: &serde_json::Value) -> bool {
+        let (Some(id), Some(m), Some(ver), Some(end)) = (
+            v["trigger_id"].as_str(),
+            v["model_id"].as_str(),
+            v["model_version"].as_str(),
+            v["window"]["end"]
+                .as_str()
+                .and_then(crate::event::parse_rfc3339_ms),
+        ) else {
+            return false;
+        };
+        self.record(id, m, ver, end);
+        true
+    }
+
+    /// Whether this id was emitted.
+    pub fn contains(&self, trigger_id: &str) -> bool {
+        self.ids.contains(trigger_id)
+    }
+
+    /// Window end of the last trigger of a model version.
+    pub fn last(&self, model_id: &str, version: &str) -> Option<i64> {
+        self.last
+            .get(&(model_id.to_string(), version.to_string()))
+            .copied()
+    }
+
+    /// Number of triggers known.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether no trigger is known.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+type AlertKey = (AlertKind, String, Option<String>);
+
+#[derive(Debug, Clone, Default)]
+struct AlertState {
+    /// Bit i set: the window i slides ago breached.
+    history: u32,
+    firing: Option<Episode>,
+    clean_streak: u32,
+    resolved_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+struct Episode {
+    alert_id: String,
+    severity: Severity,
+    last: Finding,
+}
+
+/// Alert and trigger state of one model version.
+#[derive(Debug, Clone)]
+pub struct VersionPolicy {
+    model_id: String,
+    version: String,
+    alerts: BTreeMap<AlertKey, AlertState>,
+    rule_windows: u32,
+    episode_start_ms: Option<i64>,
+    emitted_in_episode: bool,
+    first_seen_ms: Option<i64>,
+    /// Accuracy of the first window with enough labels, when the baseline had none.
+    pub learned_accuracy: Option<f64>,
+}
+
+impl VersionPolicy {
+    /// Empty state.
+    pub fn new(model_id: &str, version: &str) -> Self {
+        Self {
+            model_id: model_id.to_string(),
+            version: version.to_string(),
+            alerts: BTreeMap::new(),
+            rule_windows: 0,
+            episode_start_ms: None,
+            emitted_in_episode: false,
+            first_seen_ms: None,
+            learned_accuracy: None,
+        }
+    }
+
+    /// Applies one evaluation: alert transitions, then trigger rules. Returns the trigger, if
+    /// one was emitted, so the caller can attach a snapshot.
+    pub fn apply(
+        &mut self,
+        cfg: &Config,
+        ev: &Evaluation,
+        clock: &Clock,
+        ledger: &mut TriggerLedger,
+        out: &mut Vec<Output>,
+    ) -> Option<usize> {
+        if self.first_seen_ms.is_none() {
+            self.first_seen_ms = Some(ev.bounds.start_ms);
+        }
+        let a = &cfg.alerts;
+        let mask = if a.fire_window >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << a.fire_window) - 1
+        };
+        for f in &ev.findings {
+            let key = (f.kind, f.metric.clone(), f.feature.clone());
+            let st = self.alerts.entry(key).or_default();
+            st.history = ((st.history << 1) | u32::from(f.breached)) & mask;
+            if f.breached {
+                st.clean_streak = 0;
+            } else {
+                st.clean_streak += 1;
+            }
+            match &mut st.firing {
+                None => {
+                    let cooling = st
+                        .resolved_at_ms
+                        .is_some_and(|r| ev.bounds.end_ms < r + a.cooldown.as_millis() as i64);
+                    if f.breached && st.history.count_ones() >= a.fire_after && !cooling {
+                        let alert_id = stable_id(&[
+                            &self.model_id,
+                            &self.version,
+                            f.kind.as_str(),
+                            &f.metric,
+                            f.feature.as_deref().unwrap_or(""),
+                            &ev.bounds.end_ms.to_string(),
+                        ]);
+                        let severity = if f.critical {
+                            Severity::Critical
+                        } else {
+                            Severity::Warning
+                        };
+                        out.push(Output::Alert(alert(
+                            ev,
+                            f,
+                            &alert_id,
+                            severity,
+                            AlertStatus::Firing,
+                            clock,
+                        )));
+                        st.firing = Some(Episode {
+                            alert_id,
+                            severity,
+                            last: f.clone(),
+                        });
+                    }
+                }
+                Some(ep) => {
+                    if f.breached {
+                        ep.last = f.clone();
+                    } else if st.clean_streak >= a.resolve_after {
+                        let ep = st.firing.take().expect("firing");
+                        out.push(Output::Alert(alert(
+                            ev,
+                            f,
+                            &ep.alert_id,
+                            ep.severity,
+                            AlertStatus::Resolved,
+                            clock,
+                        )));
+                        st.resolved_at_ms = Some(ev.bounds.end_ms);
+                        st.history = 0;
+                    }
+                }
+            }
+        }
+        if self.learned_accuracy.is_none() {
+            if let Some(e) = ev.summary.error_rate {
+                self.learned_accuracy = Some(1.0 - e);
+            }
+        }
+        self.apply_triggers(cfg, ev, clock, ledger, out)
+    }
+
+    fn firing(&self, kind: AlertKind) -> impl Iterator<Item = &Episode> {
+        self.alerts
+            .iter()
+            .filter(move |((k, _, _), _)| *k == kind)
+            .filter_map(|(_, st)| st.firing.as_ref())
+    }
+
+    fn apply_triggers(
+        &mut self,
+        cfg: &Config,
+        ev: &Evaluation,
+        clock: &Clock,
+        ledger: &mut TriggerLedger,
+        out: &mut Vec<Output>,
+    ) -> Option<usize> {
+        let t = &cfg.triggers;
+        if !t.enabled {
+            return None;
+        }
+        let mut rules: Vec<&'static str> = Vec::new();
+        let drifted_features: Vec<&Episode> = self
+            .firing(AlertKind::DataDrift)
+            .filter(|e| {
+                e.last
+                    .feature
+                    .as_ref()
+                    .is_some_and(|f| t.features.is_empty() || t.features.iter().any(|n| n == f))
+            })
+            .collect();
+        if t.min_drifted_features > 0 && drifted_features.len() >= t.min_drifted_features {
+            rules.push("data_drift");
+        }
+        let dataset = self
+            .firing(AlertKind::DataDrift)
+            .any(|e| e.last.feature.is_none());
+        if t.on_dataset_drift && dataset {
+            rules.push("dataset_drift");
+        }
+        for (on, kind, name) in [
+            (
+                t.on_prediction_drift,
+                AlertKind::PredictionDrift,
+                "prediction_drift",
+            ),
+            (t.on_performance, AlertKind::Performance, "performance"),
+            (t.on_concept_drift, AlertKind::ConceptDrift, "concept_drift"),
+            (t.on_fairness, AlertKind::Fairness, "fairness"),
+        ] {
+            if on && self.firing(kind).next().is_some() {
+                rules.push(name);
+            }
+        }
+        let start = self.first_seen_ms.unwrap_or(ev.bounds.start_ms);
+        if let Some(age) = t.max_model_age {
+            if ev.bounds.end_ms - start >= age.as_millis() as i64 {
+                rules.push("max_model_age");
+            }
+        }
+        if let Some(expr) = &t.schedule {
+            if schedule_due(
+                expr,
+                ev.bounds.end_ms - cfg.window.slide.as_millis() as i64,
+                ev.bounds.end_ms,
+            ) {
+                rules.push("schedule");
+            }
+        }
+        if rules.is_empty() {
+            self.rule_windows = 0;
+            self.episode_start_ms = None;
+            self.emitted_in_episode = false;
+            return None;
+        }
+        self.rule_windows += 1;
+        let episode = *self.episode_start_ms.get_or_insert(ev.bounds.end_ms);
+        let scheduled = rules
+            .iter()
+            .all(|r| *r == "schedule" || *r == "max_model_age");
+        if self.emitted_in_episode || (!scheduled && self.rule_windows < t.sustain_windows) {
+            return None;
+        }
+        let policy = rules.join("+");
+        let trigger_id = stable_id(&[
+            &self.model_id,
+            &self.version,
+            "retrain",
+            &episode.to_string(),
+        ]);
+        self.emitted_in_episode = true;
+        if ledger.contains(&trigger_id) {
+            return None;
+        }
+        if let Some(last) = ledger.last(&self.model_id, &self.version) {
+            if ev.bounds.end_ms < last + t.min_interval.as_millis() as i64 {
+                return None;
+            }
+        }
+        let mut reasons: Vec<TriggerReason> = Vec::new();
+        for ((kind, _, _), st) in &self.alerts {
+            if let Some(ep) = &st.firing {
+                if matches!(kind, AlertKind::DataQuality | AlertKind::Latency) {
+                    continue;
+                }
+                reasons.push(TriggerReason {
+                    alert_id: ep.alert_id.clone(),
+                    kind: *kind,
+                    metric: ep.last.metric.clone(),
+                    feature: ep.last.feature.clone(),
+                    value: ep.last.value,
+                    threshold: ep.last.threshold,
+                });
+            }
+        }
+        let statistics: serde_json::Map<String, serde_json::Value> = ev
+            .features
+            .iter()
+            .map(|(n, d)| {
+                (
+                    n.clone(),
+                    json!({"method": d.method, "score": crate::eval::finite(d.score),
+                           "threshold": d.threshold, "drifted": d.drifted}),
+                )
+            })
+            .collect();
+        ledger.record(&trigger_id, &self.model_id, &self.version, ev.bounds.end_ms);
+        out.push(Output::Trigger(RetrainTrigger {
+            type_: "retrain_trigger",
+            trigger_id,
+            model_id: self.model_id.clone(),
+            model_version: self.version.clone(),
+            reasons,
+            policy,
+            window: WindowRef::from(ev.bounds),
+            reference: ev.reference.clone(),
+            evidence: json!({
+                "episode_started": format_rfc3339_ms(episode),
+                "windows_sustained": self.rule_windows,
+                "features": statistics,
+                "dataset_drift": ev.dataset.map(|d| json!({"share": d.share, "n_drifted": d.n_drifted, "n_features": d.n_features})),
+                "latency": ev.latency.as_ref().map(|l| json!({"quantiles_ms": l.quantiles.iter().cloned().collect::<BTreeMap<_,_>>(), "count": l.count})),
+                "error_rate": ev.summary.error_rate,
+            }),
+            emitted_at: clock.stamp(ev.bounds.end_ms),
+        }));
+        Some(out.len() - 1)
+    }
+}
+
+/// Whether the cron schedule has an occurrence in `(from_ms, to_ms]`.
+fn schedule_due(expr: &str, from_ms: i64, to_ms: i64) -> bool {
+    let Ok(s) = expr.parse::<cron::Schedule>() else {
+        return false;
+    };
+    let Some(from) = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(from_ms) else {
+        return false;
+    };
+    s.after(&from)
+        .next()
+        .is_some_and(|t| t.timestamp_millis() <= to_ms)
+}
+
+fn alert(
+    ev: &Evaluation,
+    f: &Finding,
+    alert_id: &str,
+    severity: Severity,
+    status: AlertStatus,
+    clock: &Clock,
+) -> Alert {
+    Alert {
+        type_: "alert",
+        alert_id: alert_id.to_string(),
+        kind: f.kind,
+        severity,
+        status,
+        model_id: ev.model_id.clone(),
+        model_version: ev.model_version.clone(),
+        metric: f.metric.clone(),
+        feature: f.feature.clone(),
+        value: if f.value.is_finite() {
+            f.value
+        } else {
+            f64::MAX
+        },
+        threshold: f.threshold,
+        window: WindowRef::from(ev.bounds),
+        reference: ev.reference.clone(),
+        evidence: f.evidence.clone(),
+        emitted_at: clock.stamp(ev.bounds.end_ms),
+    }
+}

@@ -1,0 +1,279 @@
+//! The Kafka consumer-group source.
+//!
+//! At-least-once: `enable.auto.offset.store=false`, and the loop stores an offset only when the
+//! monitor reports that every event before it is reflected in emitted outputs (its pane has left
+//! the window) and the sink has flushed those outputs. librdkafka auto-commits stored offsets; the
+//! loop also commits synchronously on partition revocation and at shutdown.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::event::EventKind;
+use crate::output::Output;
+use crate::sink::kafka::KafkaSink;
+use crate::state::{Input, Monitor};
+use crate::telemetry::Telemetry;
+
+/// Errors that stop the source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The consumer could not be created or subscribed.
+    #[error("kafka consumer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The input topics have different partition counts.
+    #[error("input topics are not co-partitioned: {0}")]
+    NotCoPartitioned(String),
+}
+
+/// Shared between the rebalance callbacks and the loop.
+#[derive(Default)]
+pub struct SourceShared {
+    /// True while partitions are assigned (readiness).
+    pub ready: AtomicBool,
+    revoked: Mutex<Vec<(String, i32)>>,
+    revoked_flag: AtomicBool,
+}
+
+/// Consumer context: commits stored offsets before partitions are taken away and exports lag.
+pub struct SourceContext {
+    shared: Arc<SourceShared>,
+    telemetry: Telemetry,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in stats.topics {
+            for (p, part) in t.partitions {
+                if p >= 0 && part.consumer_lag >= 0 {
+                    self.telemetry
+                        .consumer_lag
+                        .with_label_values(&[&topic, &p.to_string()])
+                        .set(part.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Offsets already stored cover only events whose outputs were flushed.
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::warn!(error = %e, "commit on revoke failed");
+            }
+            let mut revoked = self.shared.revoked.lock().expect("not poisoned");
+            for e in tpl.elements() {
+                revoked.push((e.topic().to_string(), e.partition()));
+            }
+            self.shared.revoked_flag.store(true, Ordering::Release);
+            self.shared.ready.store(false, Ordering::Release);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(partitions = tpl.count(), "partitions assigned");
+        }
+        let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        self.telemetry.assigned_partitions.set(n as i64);
+        self.shared.ready.store(n > 0, Ordering::Release);
+    }
+}
+
+/// Builds the consumer from configuration.
+pub fn consumer(
+    cfg: &Config,
+    shared: Arc<SourceShared>,
+    telemetry: Telemetry,
+) -> Result<StreamConsumer<SourceContext>, SourceError> {
+    let mut cc = ClientConfig::new();
+    for (k, v) in cfg.kafka_client_properties() {
+        cc.set(k, v);
+    }
+    cc.set("group.id", &cfg.kafka.group_id)
+        .set("enable.auto.offset.store", "false")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("auto.offset.reset", &cfg.kafka.auto_offset_reset)
+        .set(
+            "session.timeout.ms",
+            cfg.kafka.session_timeout.as_millis().to_string(),
+        )
+        .set("statistics.interval.ms", "5000")
+        .set("partition.assignment.strategy", "cooperative-sticky");
+    let c: StreamConsumer<SourceContext> =
+        cc.create_with_context(SourceContext { shared, telemetry })?;
+    Ok(c)
+}
+
+/// Fails unless the input topics that exist have the same partition count.
+pub fn check_copartitioning<C: Consumer<SourceContext>>(
+    consumer: &C,
+    cfg: &Config,
+) -> Result<(), SourceError> {
+    let mut counts = BTreeMap::new();
+    for topic in [
+        &cfg.topics.predictions,
+        &cfg.topics.features,
+        &cfg.topics.labels,
+    ] {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        for t in md.topics() {
+            if t.error().is_none() && !t.partitions().is_empty() {
+                counts.insert(t.name().to_string(), t.partitions().len());
+            }
+        }
+    }
+    let distinct: std::collections::BTreeSet<_> = counts.values().collect();
+    if distinct.len() > 1 {
+        let desc = counts
+            .iter()
+            .map(|(t, n)| format!("{t}={n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(SourceError::NotCoPartitioned(desc));
+    }
+    Ok(())
+}
+
+fn kind_of(cfg: &Config, topic: &str) -> Option<EventKind> {
+    if topic == cfg.topics.predictions {
+        Some(EventKind::Prediction)
+    } else if topic == cfg.topics.labels {
+        Some(EventKind::Label)
+    } else if topic == cfg.topics.features {
+        Some(EventKind::Features)
+    } else {
+        None
+    }
+}
+
+/// Consumes until `shutdown`, feeding the monitor and publishing its outputs, then drains:
+/// flushes outputs and commits within `kafka.drain_timeout`.
+pub async fn run(
+    cfg: Arc<Config>,
+    consumer: StreamConsumer<SourceContext>,
+    mut monitor: Monitor,
+    sink: KafkaSink,
+    shared: Arc<SourceShared>,
+    telemetry: Telemetry,
+    shutdown: CancellationToken,
+    mut on_output: impl FnMut(&Output),
+) -> Result<(), SourceError> {
+    let topics = [
+        cfg.topics.predictions.as_str(),
+        cfg.topics.features.as_str(),
+        cfg.topics.labels.as_str(),
+    ];
+    consumer.subscribe(&topics)?;
+    let mut outputs: Vec<Output> = Vec::with_capacity(64);
+    let mut stream = consumer.stream();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stored: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                store_progress(&cfg, &consumer, &mut monitor, &sink, &mut stored);
+                monitor.flush_telemetry(&telemetry);
+            }
+            msg = stream.next() => {
+                let Some(msg) = msg else { break };
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        continue;
+                    }
+                };
+                if shared.revoked_flag.swap(false, Ordering::AcqRel) {
+                    let revoked = std::mem::take(&mut *shared.revoked.lock().expect("not poisoned"));
+                    for (topic, p) in revoked {
+                        stored.remove(&(topic, p));
+                        monitor.drop_partition(p);
+                    }
+                }
+                let topic = msg.topic();
+                let input = Input {
+                    kind: kind_of(&cfg, topic),
+                    topic,
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                    payload: msg.payload().unwrap_or_default(),
+                };
+                monitor.process(input, &mut outputs);
+                for o in outputs.drain(..) {
+                    sink.send(&o);
+                    on_output(&o);
+                }
+            }
+        }
+    }
+    // Drain: outputs flushed, then the offsets they cover committed.
+    tracing::info!("draining");
+    store_progress(&cfg, &consumer, &mut monitor, &sink, &mut stored);
+    monitor.flush_telemetry(&telemetry);
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::warn!(error = %e, "final commit failed");
+    }
+    Ok(())
+}
+
+/// Stores the offsets the monitor no longer needs, after the outputs they produced are
+/// acknowledged.
+fn store_progress(
+    cfg: &Config,
+    consumer: &StreamConsumer<SourceContext>,
+    monitor: &mut Monitor,
+    sink: &KafkaSink,
+    stored: &mut BTreeMap<(String, i32), i64>,
+) {
+    let progress = monitor.committable();
+    if progress.is_empty() {
+        return;
+    }
+    if let Err(e) = sink.flush(cfg.kafka.drain_timeout) {
+        tracing::error!(error = %e, "outputs not acknowledged; offsets not stored");
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((kind, partition), next) in progress {
+        let topic = match kind {
+            EventKind::Prediction => &cfg.topics.predictions,
+            EventKind::Features => &cfg.topics.features,
+            EventKind::Label => &cfg.topics.labels,
+        };
+        let key = (topic.clone(), partition);
+        if stored.get(&key).is_some_and(|s| *s >= next) {
+            continue;
+        }
+        if tpl
+            .add_partition_offset(topic, partition, Offset::Offset(next))
+            .is_ok()
+        {
+            stored.insert(key, next);
+        }
+    }
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            tracing::warn!(error = %e, "storing offsets failed");
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Input sources: the Kafka consumer group.
+
+pub mod kafka;

@@ -1,0 +1,936 @@
+//! Numerical drift: exact statistics over full samples, and the streaming path
+//! (a [`NumericProfile`] built once from the reference, per-pane [`NumericPane`] summaries that
+//! can be merged/unmerged for sliding windows, and [`numeric_drift`] over a window summary).
+//!
+//! Streaming design: the profile holds one sorted list of finite edges, the union of fine edges
+//! (distinct reference values when there are few, else reference order statistics) and the
+//! inner coarse edges used for PSI/KL/JS/Hellinger. One bin lookup per value serves every
+//! statistic: coarse counts are exact sums of fine counts, KS is evaluated at every fine edge
+//! (exact when the reference has at most `max_fine_bins` distinct values and the current values
+//! fall on them), and Wasserstein uses per-bin sums of value offsets, which make the integral of
+//! F_ref - F_cur over every bin exact; only bins where the ECDF difference changes sign inside
+//! the bin contribute an error.
+
+use serde::{Deserialize, Serialize};
+
+use super::ks::{self, KsResult};
+use super::shares::{share_stats, ShareStats};
+
+// ---------------------------------------------------------------------------
+// Exact path
+// ---------------------------------------------------------------------------
+
+/// Population standard deviation (ddof = 0) of the non-NaN values; NaN when there are none.
+pub fn reference_std(x: &[f64]) -> f64 {
+    let vals: Vec<f64> = x.iter().copied().filter(|v| !v.is_nan()).collect();
+    if vals.is_empty() {
+        return f64::NAN;
+    }
+    let n = vals.len() as f64;
+    let mean = vals.iter().sum::<f64>() / n;
+    let ss: f64 = vals.iter().map(|v| (v - mean) * (v - mean)).sum();
+    (ss / n).sqrt()
+}
+
+/// `scipy.stats.wasserstein_distance(u, v)` = integral of |F_u - F_v|. NaN if a sample is empty.
+pub fn wasserstein_distance(u: &[f64], v: &[f64]) -> f64 {
+    let a = ks::sorted_finite(u);
+    let b = ks::sorted_finite(v);
+    wasserstein_sorted(&a, &b)
+}
+
+/// Wasserstein-1 distance of two sorted samples.
+pub fn wasserstein_sorted(a: &[f64], b: &[f64]) -> f64 {
+    let (n1, n2) = (a.len(), b.len());
+    if n1 == 0 || n2 == 0 {
+        return f64::NAN;
+    }
+    let mut all: Vec<f64> = Vec::with_capacity(n1 + n2);
+    all.extend_from_slice(a);
+    all.extend_from_slice(b);
+    all.sort_by(|x, y| x.partial_cmp(y).expect("no NaN"));
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut total = 0.0;
+    for k in 0..all.len() - 1 {
+        let x = all[k];
+        while i < n1 && a[i] <= x {
+            i += 1;
+        }
+        while j < n2 && b[j] <= x {
+            j += 1;
+        }
+        let d = (i as f64 / n1 as f64 - j as f64 / n2 as f64).abs();
+        total += d * (all[k + 1] - x);
+    }
+    total
+}
+
+/// Evidently's normed Wasserstein: `w / max(std, 0.001)`.
+pub fn wasserstein_normed(w: f64, reference_std: f64) -> f64 {
+    w / reference_std.max(0.001)
+}
+
+/// Counts per bin with `e[i] <= v < e[i+1]`, the last bin closed (`v == e[K]` included).
+/// Values outside `[e[0], e[K]]` and NaN are not counted (numpy.histogram semantics).
+pub fn bin_counts(values: &[f64], edges: &[f64]) -> Vec<u64> {
+    if edges.len() < 2 {
+        return Vec::new();
+    }
+    let k = edges.len() - 1;
+    let mut counts = vec![0u64; k];
+    for &v in values {
+        if v.is_nan() || v < edges[0] || v > edges[k] {
+            continue;
+        }
+        let idx = if v == edges[k] {
+            k - 1
+        } else {
+            edges.partition_point(|&e| e <= v) - 1
+        };
+        counts[idx.min(k - 1)] += 1;
+    }
+    counts
+}
+
+/// `numpy.percentile(sorted, q)` with the default `linear` method (`q` in percent).
+pub fn percentile_linear(sorted: &[f64], q: f64) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let qq = q / 100.0;
+    // numpy: n*q + (alpha + q*(1 - alpha - beta)) - 1 with alpha = beta = 1
+    let virtual_index = n as f64 * qq + (1.0 - qq) - 1.0;
+    if virtual_index >= (n - 1) as f64 {
+        return sorted[n - 1];
+    }
+    if virtual_index <= 0.0 {
+        return sorted[0];
+    }
+    let prev = virtual_index.floor();
+    let gamma = virtual_index - prev;
+    let a = sorted[prev as usize];
+    let b = sorted[(prev as usize + 1).min(n - 1)];
+    let diff = b - a;
+    if gamma >= 0.5 {
+        b - diff * (1.0 - gamma)
+    } else {
+        a + diff * gamma
+    }
+}
+
+/// Default coarse edges: `-inf`, the reference deciles (numpy linear, duplicates removed), `+inf`.
+pub fn reference_decile_edges(reference: &[f64]) -> Vec<f64> {
+    let sorted = ks::sorted_finite(reference);
+    let mut edges = vec![f64::NEG_INFINITY];
+    if !sorted.is_empty() {
+        for q in 1..10 {
+            let p = percentile_linear(&sorted, (q * 10) as f64);
+            if *edges.last().expect("non-empty") != p {
+                edges.push(p);
+            }
+        }
+    }
+    edges.push(f64::INFINITY);
+    edges
+}
+
+/// Number of distinct non-NaN values.
+pub fn count_distinct(values: &[f64]) -> u64 {
+    let s = ks::sorted_finite(values);
+    let mut n = 0u64;
+    for (i, v) in s.iter().enumerate() {
+        if i == 0 || *v != s[i - 1] {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// All numerical drift statistics (exact or streaming).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct NumericDrift {
+    /// Reference sample size (non-NaN values).
+    pub n_reference: u64,
+    /// Current sample size (non-NaN values).
+    pub n_current: u64,
+    /// Number of distinct reference values.
+    pub n_distinct_reference: u64,
+    /// KS statistic and p-values.
+    pub ks: KsResult,
+    /// Wasserstein-1 distance.
+    pub wasserstein: f64,
+    /// Wasserstein divided by max(reference std, 0.001).
+    pub wasserstein_normed: f64,
+    /// Reference standard deviation (ddof 0).
+    pub reference_std: f64,
+    /// Reference counts per coarse bin.
+    pub reference_bin_counts: Vec<u64>,
+    /// Current counts per coarse bin.
+    pub current_bin_counts: Vec<u64>,
+    /// PSI / KL / JS / Hellinger over the coarse bins.
+    pub shares: ShareStats,
+}
+
+/// Exact numerical drift from full samples. `bin_edges` are the coarse edges (README bin rule);
+/// `None` uses [`reference_decile_edges`].
+pub fn numeric_drift_exact(
+    reference: &[f64],
+    current: &[f64],
+    bin_edges: Option<&[f64]>,
+) -> NumericDrift {
+    let a = ks::sorted_finite(reference);
+    let b = ks::sorted_finite(current);
+    let edges = match bin_edges {
+        Some(e) => e.to_vec(),
+        None => reference_decile_edges(&a),
+    };
+    let (d, num) = ks::ks_statistic_sorted(&a, &b);
+    let ksr = ks::ks_from_counts(d, num, a.len() as u64, b.len() as u64, None);
+    let w = wasserstein_sorted(&a, &b);
+    let std = reference_std(&a);
+    let rc = bin_counts(&a, &edges);
+    let cc = bin_counts(&b, &edges);
+    let shares = share_stats(&rc, a.len() as u64, &cc, b.len() as u64);
+    NumericDrift {
+        n_reference: a.len() as u64,
+        n_current: b.len() as u64,
+        n_distinct_reference: count_distinct(&a),
+        ks: ksr,
+        wasserstein: w,
+        wasserstein_normed: wasserstein_normed(w, std),
+        reference_std: std,
+        reference_bin_counts: rc,
+        current_bin_counts: cc,
+        shares,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Streaming path
+// ---------------------------------------------------------------------------
+
+/// Options for building a [`NumericProfile`].
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct NumericProfileConfig {
+    /// Maximum number of fine bins (distinct reference values are used as edges when there are
+    /// at most this many, so F_ref is exact).
+    pub max_fine_bins: usize,
+    /// Cap on the work of the exact KS p-value (about max(n1,n2) x band width operations);
+    /// beyond it the asymptotic p-value is used. `None` follows scipy's `auto` rule only.
+    pub ks_exact_work_budget: Option<f64>,
+}
+
+impl Default for NumericProfileConfig {
+    fn default() -> Self {
+        NumericProfileConfig {
+            max_fine_bins: 2048,
+            ks_exact_work_budget: Some(2.0e7),
+        }
+    }
+}
+
+/// Uniform-grid index into sorted edges: cell -> range of candidate edge positions.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct BinIndex {
+    lo: f64,
+    hi: f64,
+    inv_w: f64,
+    cells: usize,
+    table: Vec<u32>,
+}
+
+impl BinIndex {
+    fn new(edges: &[f64]) -> Self {
+        if edges.len() < 2 {
+            return BinIndex {
+                lo: edges.first().copied().unwrap_or(0.0),
+                hi: edges.last().copied().unwrap_or(0.0),
+                inv_w: 0.0,
+                cells: 0,
+                table: Vec::new(),
+            };
+        }
+        let lo = edges[0];
+        let hi = edges[edges.len() - 1];
+        let cells = (edges.len() * 8).clamp(64, 1 << 17);
+        let span = hi - lo;
+        let inv_w = if span.is_finite() && span > 0.0 {
+            cells as f64 / span
+        } else {
+            0.0
+        };
+        let mut table = Vec::with_capacity(cells + 1);
+        if inv_w > 0.0 {
+            for g in 0..=cells {
+                let x = lo + g as f64 / inv_w;
+                table.push(edges.partition_point(|&e| e <= x) as u32);
+            }
+            table[cells] = edges.len() as u32;
+        }
+        BinIndex {
+            lo,
+            hi,
+            inv_w,
+            cells,
+            table,
+        }
+    }
+
+    /// Number of edges `<= v` (so bin index with bins (-inf,e0),[e0,e1),...,[e_last,inf)).
+    #[inline(always)]
+    fn find(&self, edges: &[f64], v: f64) -> usize {
+        let len = edges.len();
+        if len == 0 || v < self.lo {
+            return 0;
+        }
+        if v >= self.hi {
+            return len;
+        }
+        if self.inv_w == 0.0 {
+            return edges.partition_point(|&e| e <= v);
+        }
+        let g = (((v - self.lo) * self.inv_w) as usize).min(self.cells - 1);
+        // SAFETY-free indexing: table has cells + 1 entries.
+        let a = self.table[g] as usize;
+        let b = self.table[g + 1] as usize;
+        let cand = &edges[a..b];
+        let mut idx = if cand.len() <= 8 {
+            // short range: branch-free count
+            a + cand.iter().map(|&e| (e <= v) as usize).sum::<usize>()
+        } else {
+            a + cand.partition_point(|&e| e <= v)
+        };
+        while idx > 0 && edges[idx - 1] > v {
+            idx -= 1;
+        }
+        while idx < len && edges[idx] <= v {
+            idx += 1;
+        }
+        idx
+    }
+}
+
+/// Per-bin accumulator: count, count of values equal to the bin's lower edge, and the sum of
+/// value offsets from the bin anchor (lower edge; the upper edge for the bottom bin).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+pub struct BinAcc {
+    /// Values in the bin.
+    pub count: u64,
+    /// Values exactly equal to the bin's lower edge.
+    pub eq: u64,
+    /// Sum of (value - anchor).
+    pub offset_sum: f64,
+}
+
+/// Reference profile of a numerical feature for the streaming path.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct NumericProfile {
+    /// Finite union edges, strictly increasing; bin j covers [edges[j-1], edges[j]).
+    edges: Vec<f64>,
+    /// Coarse edges as given / computed (may contain infinities).
+    coarse_edges: Vec<f64>,
+    /// Union bin -> coarse bin.
+    coarse_of_bin: Vec<u32>,
+    /// Reference accumulators per union bin.
+    ref_bins: Vec<BinAcc>,
+    /// Reference counts per coarse bin.
+    ref_coarse: Vec<u64>,
+    n_ref: u64,
+    ref_std: f64,
+    ref_mean: f64,
+    ref_min: f64,
+    ref_max: f64,
+    n_distinct: u64,
+    /// Fine edges are exactly the distinct reference values (F_ref constant inside every bin).
+    distinct_edges: bool,
+    ks_exact_work_budget: Option<f64>,
+    index: BinIndex,
+}
+
+fn dedup_sorted(v: &mut Vec<f64>) {
+    v.dedup_by(|a, b| a == b);
+}
+
+impl NumericProfile {
+    /// Builds a profile from a reference sample (NaN ignored). `coarse_edges` are the PSI/KL/JS
+    /// bin edges (e.g. `[-inf, ..., inf]`); `None` uses the reference deciles. Values outside
+    /// finite outer coarse edges are counted in the first/last coarse bin.
+    pub fn build(
+        reference: &[f64],
+        coarse_edges: Option<&[f64]>,
+        config: &NumericProfileConfig,
+    ) -> Self {
+        let sorted = ks::sorted_finite(reference);
+        let n = sorted.len();
+        let coarse: Vec<f64> = match coarse_edges {
+            Some(e) if e.len() >= 2 => e.to_vec(),
+            _ => reference_decile_edges(&sorted),
+        };
+        let inner: Vec<f64> = coarse[1..coarse.len() - 1]
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
+        let mut distinct = sorted.clone();
+        dedup_sorted(&mut distinct);
+        let max_bins = config.max_fine_bins.max(2);
+        let distinct_edges = distinct.len() <= max_bins;
+        let mut fine: Vec<f64> = if distinct_edges {
+            // F_ref is constant between distinct values; subdivide the gaps (unused bin budget)
+            // so that Wasserstein sign changes of F_ref - F_cur inside a bin stay small.
+            let gaps = distinct.len().saturating_sub(1).max(1);
+            let sub = (max_bins / gaps).clamp(1, 64);
+            let mut f = Vec::with_capacity(distinct.len() * sub);
+            for (i, &v) in distinct.iter().enumerate() {
+                f.push(v);
+                if let Some(&next) = distinct.get(i + 1) {
+                    let step = (next - v) / sub as f64;
+                    if step.is_finite() {
+                        for k in 1..sub {
+                            let e = v + step * k as f64;
+                            if e > v && e < next {
+                                f.push(e);
+                            }
+                        }
+                    }
+                }
+            }
+            dedup_sorted(&mut f);
+            f
+        } else {
+            let mut f: Vec<f64> = (0..max_bins).map(|i| sorted[i * n / max_bins]).collect();
+            f.push(sorted[n - 1]);
+            dedup_sorted(&mut f);
+            f
+        };
+        fine.extend_from_slice(&inner);
+        fine.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+        dedup_sorted(&mut fine);
+        let edges = fine;
+        let nb = edges.len() + 1;
+        let coarse_of_bin: Vec<u32> = (0..nb)
+            .map(|j| {
+                if j == 0 {
+                    0
+                } else {
+                    let lower = edges[j - 1];
+                    inner.partition_point(|&e| e <= lower) as u32
+                }
+            })
+            .collect();
+        let index = BinIndex::new(&edges);
+        let mut prof = NumericProfile {
+            edges,
+            coarse_edges: coarse,
+            coarse_of_bin,
+            ref_bins: vec![BinAcc::default(); nb],
+            ref_coarse: vec![0; inner.len() + 1],
+            n_ref: n as u64,
+            ref_std: reference_std(&sorted),
+            ref_mean: if n > 0 {
+                sorted.iter().sum::<f64>() / n as f64
+            } else {
+                f64::NAN
+            },
+            ref_min: sorted.first().copied().unwrap_or(f64::NAN),
+            ref_max: sorted.last().copied().unwrap_or(f64::NAN),
+            n_distinct: distinct.len() as u64,
+            distinct_edges,
+            ks_exact_work_budget: config.ks_exact_work_budget,
+            index,
+        };
+        let mut bins = vec![BinAcc::default(); nb];
+        for &v in &sorted {
+            prof.accumulate(&mut bins, v);
+        }
+        for (j, b) in bins.iter().enumerate() {
+            prof.ref_coarse[prof.coarse_of_bin[j] as usize] += b.count;
+        }
+        prof.ref_bins = bins;
+        prof
+    }
+
+    #[inline(always)]
+    fn accumulate(&self, bins: &mut [BinAcc], v: f64) {
+        let j = self.index.find(&self.edges, v);
+        let (anchor, lower) = if j == 0 {
+            (self.edges.first().copied().unwrap_or(0.0), f64::NAN)
+        } else {
+            let e = self.edges[j - 1];
+            (e, e)
+        };
+        let b = &mut bins[j];
+        b.count += 1;
+        b.eq += (v == lower) as u64;
+        b.offset_sum += v - anchor;
+    }
+
+    /// Union bin index of a value (0 = below the first edge).
+    #[inline]
+    pub fn bin_of(&self, v: f64) -> usize {
+        self.index.find(&self.edges, v)
+    }
+
+    /// Number of union bins.
+    pub fn n_bins(&self) -> usize {
+        self.edges.len() + 1
+    }
+
+    /// Finite union edges.
+    pub fn edges(&self) -> &[f64] {
+        &self.edges
+    }
+
+    /// Coarse edges (as given or the reference deciles).
+    pub fn coarse_edges(&self) -> &[f64] {
+        &self.coarse_edges
+    }
+
+    /// Reference counts per union (fine) bin.
+    pub fn reference_bin_counts(&self) -> Vec<u64> {
+        self.ref_bins.iter().map(|b| b.count).collect()
+    }
+
+    /// Reference counts per coarse bin.
+    pub fn reference_coarse_counts(&self) -> &[u64] {
+        &self.ref_coarse
+    }
+
+    /// Reference sample size.
+    pub fn n_reference(&self) -> u64 {
+        self.n_ref
+    }
+
+    /// Reference standard deviation (ddof 0).
+    pub fn reference_std(&self) -> f64 {
+        self.ref_std
+    }
+
+    /// Reference mean.
+    pub fn reference_mean(&self) -> f64 {
+        self.ref_mean
+    }
+
+    /// Reference minimum and maximum.
+    pub fn reference_range(&self) -> (f64, f64) {
+        (self.ref_min, self.ref_max)
+    }
+
+    /// Number of distinct reference values.
+    pub fn n_distinct(&self) -> u64 {
+        self.n_distinct
+    }
+
+    /// A new empty pane sized for this profile.
+    pub fn new_pane(&self) -> NumericPane {
+        NumericPane::new(self)
+    }
+}
+
+/// Per-pane (or per-window) summary of a numerical feature.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NumericPane {
+    bins: Vec<BinAcc>,
+    n: u64,
+    n_nan: u64,
+    /// Raw values while the pane holds at most [`SMALL_EXACT_CAP`] values (exact Wasserstein
+    /// for tiny windows); `None` once exceeded.
+    small: Option<Vec<f64>>,
+}
+
+/// Windows with at most this many values keep their raw values for an exact Wasserstein.
+pub const SMALL_EXACT_CAP: usize = 64;
+
+impl NumericPane {
+    /// Empty pane for `profile`.
+    pub fn new(profile: &NumericProfile) -> Self {
+        NumericPane {
+            bins: vec![BinAcc::default(); profile.n_bins()],
+            n: 0,
+            n_nan: 0,
+            small: Some(Vec::new()),
+        }
+    }
+
+    /// Records one value (NaN is counted separately and otherwise ignored).
+    #[inline]
+    pub fn record(&mut self, profile: &NumericProfile, v: f64) {
+        if v.is_nan() {
+            self.n_nan += 1;
+            return;
+        }
+        profile.accumulate(&mut self.bins, v);
+        self.n += 1;
+        if let Some(buf) = &mut self.small {
+            if buf.len() < SMALL_EXACT_CAP {
+                buf.push(v);
+            } else {
+                self.small = None;
+            }
+        }
+    }
+
+    /// Adds another pane (same profile).
+    pub fn merge(&mut self, other: &NumericPane) {
+        debug_assert_eq!(self.bins.len(), other.bins.len());
+        for (a, b) in self.bins.iter_mut().zip(&other.bins) {
+            a.count += b.count;
+            a.eq += b.eq;
+            a.offset_sum += b.offset_sum;
+        }
+        self.n += other.n;
+        self.n_nan += other.n_nan;
+        self.small = match (self.small.take(), &other.small) {
+            (Some(mut a), Some(b)) if a.len() + b.len() <= SMALL_EXACT_CAP => {
+                a.extend_from_slice(b);
+                Some(a)
+            }
+            _ => None,
+        };
+    }
+
+    /// Subtracts a pane previously merged into this one (sliding windows).
+    pub fn unmerge(&mut self, other: &NumericPane) {
+        debug_assert_eq!(self.bins.len(), other.bins.len());
+        for (a, b) in self.bins.iter_mut().zip(&other.bins) {
+            a.count = a.count.saturating_sub(b.count);
+            a.eq = a.eq.saturating_sub(b.eq);
+            if a.count == 0 {
+                a.offset_sum = 0.0;
+            } else {
+                a.offset_sum -= b.offset_sum;
+            }
+        }
+        self.n = self.n.saturating_sub(other.n);
+        self.n_nan = self.n_nan.saturating_sub(other.n_nan);
+        self.small = match (self.small.take(), &other.small) {
+            (Some(mut a), Some(b)) => {
+                let mut ok = true;
+                for x in b {
+                    match a.iter().position(|y| y.to_bits() == x.to_bits()) {
+                        Some(i) => {
+                            a.swap_remove(i);
+                        }
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(a)
+            }
+            _ if self.n == 0 => Some(Vec::new()),
+            _ => None,
+        };
+    }
+
+    /// Resets to empty.
+    pub fn clear(&mut self) {
+        self.bins.iter_mut().for_each(|b| *b = BinAcc::default());
+        self.n = 0;
+        self.n_nan = 0;
+        self.small = Some(Vec::new());
+    }
+
+    /// Number of non-NaN values recorded.
+    pub fn n(&self) -> u64 {
+        self.n
+    }
+
+    /// Number of NaN values seen.
+    pub fn n_nan(&self) -> u64 {
+        self.n_nan
+    }
+
+    /// Per union-bin accumulators.
+    pub fn bins(&self) -> &[BinAcc] {
+        &self.bins
+    }
+
+    /// Counts per coarse bin.
+    pub fn coarse_counts(&self, profile: &NumericProfile) -> Vec<u64> {
+        let mut c = vec![0u64; profile.ref_coarse.len()];
+        for (j, b) in self.bins.iter().enumerate() {
+            c[profile.coarse_of_bin[j] as usize] += b.count;
+        }
+        c
+    }
+}
+
+/// KS numerator max |F_r n_c - F_c n_r| over all union edges (both the value at the edge and the
+/// left limit), as used by [`numeric_drift`].
+fn streaming_ks_numerator(profile: &NumericProfile, pane: &NumericPane) -> u128 {
+    let (nr, nc) = (profile.n_ref as u128, pane.n as u128);
+    let (mut cr, mut cc) = (0u128, 0u128);
+    let mut best = 0u128;
+    for (j, (rb, cb)) in profile.ref_bins.iter().zip(&pane.bins).enumerate() {
+        if j > 0 {
+            let fr = cr + rb.eq as u128;
+            let fc = cc + cb.eq as u128;
+            best = best.max((fr * nc).abs_diff(fc * nr));
+        }
+        cr += rb.count as u128;
+        cc += cb.count as u128;
+        best = best.max((cr * nc).abs_diff(cc * nr));
+    }
+    best
+}
+
+fn streaming_wasserstein(profile: &NumericProfile, pane: &NumericPane) -> f64 {
+    let (nr, nc) = (profile.n_ref as f64, pane.n as f64);
+    let nb = profile.ref_bins.len();
+    let (mut cr, mut cc) = (0u64, 0u64);
+    let mut total = 0.0;
+    for j in 0..nb {
+        let rb = &profile.ref_bins[j];
+        let cb = &pane.bins[j];
+        let s = cb.offset_sum / nc - rb.offset_sum / nr;
+        let integral = if j == 0 || j == nb - 1 {
+            if j == 0 && nb > 1 {
+                // (-inf, e0): integral of F_r - F_c = -S_r/n_r + S_c/n_c
+                s
+            } else if j == nb - 1 && nb > 1 {
+                // [e_last, inf): integral = S_c/n_c - S_r/n_r
+                s
+            } else {
+                // single bin covering everything: difference of means
+                s
+            }
+        } else {
+            let width = profile.edges[j] - profile.edges[j - 1];
+            let fr_end = (cr + rb.count) as f64 / nr;
+            let fc_end = (cc + cb.count) as f64 / nc;
+            (fr_end - fc_end) * width - (rb.offset_sum / nr - cb.offset_sum / nc)
+        };
+        total += integral.abs();
+        cr += rb.count;
+        cc += cb.count;
+    }
+    total
+}
+
+/// Exact Wasserstein when the reference is exactly represented (distinct-value edges) and the
+/// window still holds its raw values.
+fn small_exact_wasserstein(profile: &NumericProfile, pane: &NumericPane) -> Option<f64> {
+    let buf = pane.small.as_ref()?;
+    if !profile.distinct_edges || buf.len() as u64 != pane.n || buf.is_empty() {
+        return None;
+    }
+    let mut cur = buf.clone();
+    cur.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    // reference as (value, count): bin j >= 1 holds only the value edges[j-1]
+    let refv: Vec<(f64, u64)> = profile
+        .ref_bins
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, b)| b.count > 0)
+        .map(|(j, b)| (profile.edges[j - 1], b.count))
+        .collect();
+    let (nr, nc) = (profile.n_ref as f64, cur.len() as f64);
+    let (mut i, mut k) = (0usize, 0usize);
+    let (mut cr, mut cc) = (0u64, 0u64);
+    let mut total = 0.0;
+    let mut prev: Option<f64> = None;
+    while i < refv.len() || k < cur.len() {
+        let x = match (refv.get(i), cur.get(k)) {
+            (Some(r), Some(&c)) => r.0.min(c),
+            (Some(r), None) => r.0,
+            (None, Some(&c)) => c,
+            (None, None) => break,
+        };
+        if let Some(p) = prev {
+            total += (cr as f64 / nr - cc as f64 / nc).abs() * (x - p);
+        }
+        while i < refv.len() && refv[i].0 <= x {
+            cr += refv[i].1;
+            i += 1;
+        }
+        while k < cur.len() && cur[k] <= x {
+            cc += 1;
+            k += 1;
+        }
+        prev = Some(x);
+    }
+    Some(total)
+}
+
+/// All numerical drift statistics of a window summary against the profile.
+/// With an empty window or reference, the statistics are NaN and the counts are returned.
+pub fn numeric_drift(profile: &NumericProfile, pane: &NumericPane) -> NumericDrift {
+    let cur_coarse = pane.coarse_counts(profile);
+    let (nr, nc) = (profile.n_ref, pane.n);
+    if nr == 0 || nc == 0 {
+        return NumericDrift {
+            n_reference: nr,
+            n_current: nc,
+            n_distinct_reference: profile.n_distinct,
+            ks: ks::ks_from_counts(f64::NAN, 0, nr, nc, None),
+            wasserstein: f64::NAN,
+            wasserstein_normed: f64::NAN,
+            reference_std: profile.ref_std,
+            reference_bin_counts: profile.ref_coarse.clone(),
+            current_bin_counts: cur_coarse,
+            shares: ShareStats::nan(),
+        };
+    }
+    let num = streaming_ks_numerator(profile, pane);
+    let d = num as f64 / (nr as f64 * nc as f64);
+    let ksr = ks::ks_from_counts(d, num, nr, nc, profile.ks_exact_work_budget);
+    let w = small_exact_wasserstein(profile, pane)
+        .unwrap_or_else(|| streaming_wasserstein(profile, pane));
+    let shares = share_stats(&profile.ref_coarse, nr, &cur_coarse, nc);
+    NumericDrift {
+        n_reference: nr,
+        n_current: nc,
+        n_distinct_reference: profile.n_distinct,
+        ks: ksr,
+        wasserstein: w,
+        wasserstein_normed: wasserstein_normed(w, profile.ref_std),
+        reference_std: profile.ref_std,
+        reference_bin_counts: profile.ref_coarse.clone(),
+        current_bin_counts: cur_coarse,
+        shares,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*seed >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn sample(seed: u64, n: usize, shift: f64) -> Vec<f64> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                let u1 = lcg(&mut s).max(1e-300);
+                let u2 = lcg(&mut s);
+                (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos() + shift
+            })
+            .collect()
+    }
+
+    fn pane_of(p: &NumericProfile, xs: &[f64]) -> NumericPane {
+        let mut pane = p.new_pane();
+        for &x in xs {
+            pane.record(p, x);
+        }
+        pane
+    }
+
+    #[test]
+    fn sliding_equals_recompute() {
+        let reference = sample(1, 5000, 0.0);
+        let p = NumericProfile::build(&reference, None, &NumericProfileConfig::default());
+        let panes: Vec<Vec<f64>> = (0..10)
+            .map(|i| sample(100 + i, 700, 0.1 * i as f64))
+            .collect();
+        let summaries: Vec<NumericPane> = panes.iter().map(|x| pane_of(&p, x)).collect();
+        let mut window = p.new_pane();
+        for s in &summaries[0..4] {
+            window.merge(s);
+        }
+        for start in 1..=6 {
+            window.unmerge(&summaries[start - 1]);
+            window.merge(&summaries[start + 3]);
+            let all: Vec<f64> = panes[start..start + 4].concat();
+            let fresh = pane_of(&p, &all);
+            let a = numeric_drift(&p, &window);
+            let b = numeric_drift(&p, &fresh);
+            for (x, y) in window.bins().iter().zip(fresh.bins()) {
+                assert_eq!(x.count, y.count);
+                assert_eq!(x.eq, y.eq);
+                assert!((x.offset_sum - y.offset_sum).abs() <= 1e-9 * (1.0 + y.offset_sum.abs()));
+            }
+            assert_eq!(a.ks.statistic, b.ks.statistic);
+            assert_eq!(a.ks.pvalue, b.ks.pvalue);
+            assert_eq!(a.current_bin_counts, b.current_bin_counts);
+            assert_eq!(a.shares, b.shares);
+            assert!((a.wasserstein - b.wasserstein).abs() <= 1e-10 * b.wasserstein);
+        }
+    }
+
+    #[test]
+    fn streaming_close_to_exact() {
+        let reference = sample(7, 4000, 0.0);
+        let current = sample(8, 3000, 0.3);
+        let p = NumericProfile::build(&reference, None, &NumericProfileConfig::default());
+        let s = numeric_drift(&p, &pane_of(&p, &current));
+        let e = numeric_drift_exact(&reference, &current, None);
+        assert!((s.ks.statistic - e.ks.statistic).abs() < 0.01);
+        assert!((s.wasserstein - e.wasserstein).abs() < 0.02 * e.wasserstein);
+        assert_eq!(s.reference_bin_counts, e.reference_bin_counts);
+        assert_eq!(s.current_bin_counts, e.current_bin_counts);
+    }
+
+    #[test]
+    fn empty_window_and_single_value() {
+        let reference = sample(3, 100, 0.0);
+        let p = NumericProfile::build(&reference, None, &NumericProfileConfig::default());
+        let empty = p.new_pane();
+        let d = numeric_drift(&p, &empty);
+        assert_eq!(d.n_current, 0);
+        assert!(d.wasserstein.is_nan());
+        let one = pane_of(&p, &[0.5]);
+        let d = numeric_drift(&p, &one);
+        let e = numeric_drift_exact(&reference, &[0.5], None);
+        assert!(d.ks.pvalue.is_finite());
+        assert!((d.ks.statistic - e.ks.statistic).abs() < 1e-12);
+        assert!((d.ks.pvalue - e.ks.pvalue).abs() < 1e-12);
+        assert!((d.wasserstein - e.wasserstein).abs() < 1e-9);
+    }
+
+    #[test]
+    fn constant_reference() {
+        let reference = vec![3.0; 50];
+        let p = NumericProfile::build(&reference, None, &NumericProfileConfig::default());
+        assert_eq!(p.reference_std(), 0.0);
+        let current = [3.0, 3.0, 4.0, 2.0, 3.0];
+        let d = numeric_drift(&p, &pane_of(&p, &current));
+        let e = numeric_drift_exact(&reference, &current, None);
+        assert!(d.wasserstein_normed.is_finite());
+        assert!((d.wasserstein - e.wasserstein).abs() < 1e-12);
+        assert!((d.wasserstein_normed - e.wasserstein_normed).abs() < 1e-9);
+        assert_eq!(d.ks.statistic, e.ks.statistic);
+        assert!((d.ks.pvalue - e.ks.pvalue).abs() < 1e-12);
+        assert_eq!(d.reference_bin_counts, e.reference_bin_counts);
+        assert_eq!(d.current_bin_counts, e.current_bin_counts);
+        assert!(d.shares.psi.is_finite());
+    }
+
+    #[test]
+    fn current_outside_reference() {
+        let reference = sample(5, 500, 0.0);
+        let current: Vec<f64> = (0..300).map(|i| 100.0 + i as f64 * 0.01).collect();
+        let p = NumericProfile::build(&reference, None, &NumericProfileConfig::default());
+        let d = numeric_drift(&p, &pane_of(&p, &current));
+        let e = numeric_drift_exact(&reference, &current, None);
+        assert_eq!(d.ks.statistic, 1.0);
+        assert!((d.ks.pvalue - e.ks.pvalue).abs() <= 1e-12 + 1e-9 * e.ks.pvalue);
+        assert!((d.wasserstein - e.wasserstein).abs() < 1e-9 * e.wasserstein);
+        assert_eq!(d.current_bin_counts, e.current_bin_counts);
+        assert!(d.shares.psi.is_finite() && d.shares.psi > 1.0);
+    }
+
+    #[test]
+    fn few_distinct_values_exact() {
+        let reference: Vec<f64> = (0..300).map(|i| (i % 4) as f64).collect();
+        let current: Vec<f64> = (0..200).map(|i| ((i * 7) % 5) as f64).collect();
+        let p = NumericProfile::build(&reference, None, &NumericProfileConfig::default());
+        let d = numeric_drift(&p, &pane_of(&p, &current));
+        let e = numeric_drift_exact(&reference, &current, None);
+        assert_eq!(d.ks.statistic, e.ks.statistic);
+        assert!((d.ks.pvalue - e.ks.pvalue).abs() <= 1e-9 * e.ks.pvalue.max(1e-300));
+        assert!((d.wasserstein - e.wasserstein).abs() < 1e-9 * e.wasserstein);
+    }
+
+    #[test]
+    fn bin_rule_closed_last() {
+        let c = bin_counts(&[0.0, 0.5, 1.0, 2.0, 2.5], &[0.0, 1.0, 2.0]);
+        assert_eq!(c, vec![2, 2]);
+    }
+}

@@ -1,0 +1,296 @@
+//! Prometheus metrics: driftwatch's own health and the monitored models' metrics, kept apart.
+//!
+//! Hot paths never touch these handles per event: the monitor counts in plain integers and
+//! [`Telemetry::flush_counts`] adds them once per batch. Label values come from configuration
+//! (bounded by `limits`) or from short fixed lists of reason codes, never from error text.
+
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Counts accumulated by the monitor between flushes.
+#[derive(Debug, Default, Clone)]
+pub struct Counts {
+    /// (topic kind, outcome) → events.
+    pub events: std::collections::BTreeMap<(&'static str, &'static str), u64>,
+    /// reason → dead letters.
+    pub dead_letters: std::collections::BTreeMap<&'static str, u64>,
+    /// limit name → times it bit.
+    pub limits_hit: std::collections::BTreeMap<&'static str, u64>,
+    /// Events for closed panes.
+    pub late: u64,
+    /// Labels or features whose prediction was never seen or had expired.
+    pub join_misses: u64,
+    /// Pending joins evicted by TTL or capacity.
+    pub join_expired: u64,
+}
+
+impl Counts {
+    /// Counts one event by topic kind and outcome.
+    #[inline]
+    pub fn event(&mut self, kind: &'static str, outcome: &'static str) {
+        *self.events.entry((kind, outcome)).or_insert(0) += 1;
+    }
+
+    /// Counts one limit hit.
+    #[inline]
+    pub fn limit(&mut self, name: &'static str) {
+        *self.limits_hit.entry(name).or_insert(0) += 1;
+    }
+}
+
+/// All metric handles.
+#[derive(Clone)]
+pub struct Telemetry {
+    registry: Registry,
+    events: IntCounterVec,
+    dead_letters: IntCounterVec,
+    limits_hit: IntCounterVec,
+    late: IntCounter,
+    join_misses: IntCounter,
+    join_expired: IntCounter,
+    /// Consumer lag per partition.
+    pub consumer_lag: IntGaugeVec,
+    /// Seconds spent evaluating a window.
+    pub eval_seconds: Histogram,
+    /// Outputs published, by type.
+    pub outputs: IntCounterVec,
+    /// Outputs that could not be published.
+    pub output_failures: IntCounterVec,
+    /// Assigned partitions.
+    pub assigned_partitions: IntGauge,
+    /// Models tracked.
+    pub models: IntGauge,
+    /// Drift score per feature and method.
+    pub drift_score: GaugeVec,
+    /// 1 when the feature drifted in the last window.
+    pub drift_detected: GaugeVec,
+    /// Share of drifted features.
+    pub dataset_drift_share: GaugeVec,
+    /// Latency quantiles in seconds.
+    pub latency: GaugeVec,
+    /// Model quality metrics.
+    pub quality: GaugeVec,
+    /// Fairness metrics.
+    pub fairness: GaugeVec,
+    /// Data-quality shares.
+    pub data_quality: GaugeVec,
+    /// Events in the last evaluated window.
+    pub window_events: GaugeVec,
+    /// Concept-drift detections.
+    pub concept_detections: IntCounterVec,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn plain_counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+impl Telemetry {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let events = counter(
+            &r,
+            "driftwatch_events_total",
+            "Input events by topic kind and outcome",
+            &["topic", "outcome"],
+        );
+        let dead_letters = counter(
+            &r,
+            "driftwatch_dead_letters_total",
+            "Input records sent to the dead-letter topic, by reason",
+            &["reason"],
+        );
+        for reason in crate::event::DecodeError::REASONS {
+            dead_letters.with_label_values(&[reason]);
+        }
+        let limits_hit = counter(
+            &r,
+            "driftwatch_limit_hits_total",
+            "Times a configured limit bit (events or values not tracked)",
+            &["limit"],
+        );
+        let late = plain_counter(
+            &r,
+            "driftwatch_late_events_total",
+            "Events for already closed panes",
+        );
+        let join_misses = plain_counter(
+            &r,
+            "driftwatch_join_misses_total",
+            "Labels or features whose prediction was not pending",
+        );
+        let join_expired = plain_counter(
+            &r,
+            "driftwatch_join_expired_total",
+            "Pending predictions or early features evicted by TTL or capacity before they joined",
+        );
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "driftwatch_consumer_lag_messages",
+                "Consumer lag per partition",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(consumer_lag.clone())).expect("unique");
+        let eval_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "driftwatch_window_evaluation_seconds",
+                "Time to evaluate one closed window of one model version",
+            )
+            .buckets(vec![
+                1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(eval_seconds.clone())).expect("unique");
+        let outputs = counter(
+            &r,
+            "driftwatch_outputs_total",
+            "Outputs published by type",
+            &["type"],
+        );
+        let output_failures = counter(
+            &r,
+            "driftwatch_output_failures_total",
+            "Outputs that could not be delivered, by type",
+            &["type"],
+        );
+        let assigned_partitions = IntGauge::new(
+            "driftwatch_assigned_partitions",
+            "Partitions assigned to this instance",
+        )
+        .expect("valid metric");
+        r.register(Box::new(assigned_partitions.clone()))
+            .expect("unique");
+        let models = IntGauge::new("driftwatch_models", "Model versions tracked").expect("valid");
+        r.register(Box::new(models.clone())).expect("unique");
+        let mv = ["model_id", "model_version"];
+        let drift_score = gauge(
+            &r,
+            "driftwatch_feature_drift_score",
+            "Drift statistic of a feature (or prediction) in the last window",
+            &["model_id", "model_version", "feature", "method"],
+        );
+        let drift_detected = gauge(
+            &r,
+            "driftwatch_feature_drift_detected",
+            "1 when the feature drifted in the last window",
+            &["model_id", "model_version", "feature"],
+        );
+        let dataset_drift_share = gauge(
+            &r,
+            "driftwatch_dataset_drift_share",
+            "Share of features that drifted in the last window",
+            &mv,
+        );
+        let latency = gauge(
+            &r,
+            "driftwatch_model_latency_seconds",
+            "Inference latency quantiles in the last window",
+            &["model_id", "model_version", "quantile"],
+        );
+        let quality = gauge(
+            &r,
+            "driftwatch_model_quality",
+            "Model quality in the last window with labels",
+            &["model_id", "model_version", "metric"],
+        );
+        let fairness = gauge(
+            &r,
+            "driftwatch_model_fairness",
+            "Group fairness metrics in the last window",
+            &["model_id", "model_version", "attribute", "metric"],
+        );
+        let data_quality = gauge(
+            &r,
+            "driftwatch_data_quality_share",
+            "Share of a feature's values that are missing, mistyped, out of range or unseen",
+            &["model_id", "model_version", "feature", "check"],
+        );
+        let window_events = gauge(
+            &r,
+            "driftwatch_window_events",
+            "Events in the last evaluated window",
+            &mv,
+        );
+        let concept_detections = counter(
+            &r,
+            "driftwatch_concept_drift_detections_total",
+            "Concept-drift detector firings",
+            &["model_id", "model_version", "detector"],
+        );
+        Self {
+            registry: r,
+            events,
+            dead_letters,
+            limits_hit,
+            late,
+            join_misses,
+            join_expired,
+            consumer_lag,
+            eval_seconds,
+            outputs,
+            output_failures,
+            assigned_partitions,
+            models,
+            drift_score,
+            drift_detected,
+            dataset_drift_share,
+            latency,
+            quality,
+            fairness,
+            data_quality,
+            window_events,
+            concept_detections,
+        }
+    }
+
+    /// Adds a batch of counts and clears them.
+    pub fn flush_counts(&self, c: &mut Counts) {
+        for ((topic, outcome), n) in std::mem::take(&mut c.events) {
+            self.events.with_label_values(&[topic, outcome]).inc_by(n);
+        }
+        for (reason, n) in std::mem::take(&mut c.dead_letters) {
+            self.dead_letters.with_label_values(&[reason]).inc_by(n);
+        }
+        for (limit, n) in std::mem::take(&mut c.limits_hit) {
+            self.limits_hit.with_label_values(&[limit]).inc_by(n);
+        }
+        self.late.inc_by(std::mem::take(&mut c.late));
+        self.join_misses.inc_by(std::mem::take(&mut c.join_misses));
+        self.join_expired
+            .inc_by(std::mem::take(&mut c.join_expired));
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("exposition is UTF-8")
+    }
+}
