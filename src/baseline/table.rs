@@ -40,7 +40,9 @@
 //!   columns, deeper structs, ...) is **skipped**, not an error: its name and
 //!   Arrow type are recorded in [`Table::skipped`].
 //!
-//! Rows are returned in file order (the scan runs with a single partition).
+//! Rows are returned in file order (the scan runs with a single partition), and
+//! columns in file order: for JSON, the order in which keys first appear in the
+//! first few MiB of the file (keys first seen later follow alphabetically).
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -69,6 +71,9 @@ pub const SCHEMA_INFER_MAX_RECORDS: usize = 100_000;
 
 /// Name under which the file is registered in the private DataFusion session.
 const TABLE_NAME: &str = "reference";
+
+/// How much of a JSON file is scanned for the order of its keys.
+const JSON_KEY_SCAN_BYTES: u64 = 4 << 20;
 
 /// How many column names a "missing column" error lists at most.
 const MAX_LISTED_COLUMNS: usize = 30;
@@ -341,6 +346,12 @@ pub async fn read_table(path: &Path) -> Result<Table, TableError> {
         source: Box::new(e),
     };
 
+    let json_prefix = if format == Format::Json {
+        read_prefix(&absolute, JSON_KEY_SCAN_BYTES)
+    } else {
+        Vec::new()
+    };
+
     // One partition: rows come back in file order and no repartitioning work is
     // spent on what is a one-off full scan.
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
@@ -363,7 +374,7 @@ pub async fn read_table(path: &Path) -> Result<Table, TableError> {
             let options = JsonReadOptions::default()
                 .schema_infer_max_records(SCHEMA_INFER_MAX_RECORDS)
                 .file_extension(&file_extension)
-                .newline_delimited(!starts_with_json_array(&absolute));
+                .newline_delimited(!is_json_array(&json_prefix));
             ctx.register_json(TABLE_NAME, location, options).await
         }
     }
@@ -381,7 +392,12 @@ pub async fn read_table(path: &Path) -> Result<Table, TableError> {
     if rows == 0 {
         return Err(TableError::NoRows { path: path.into() });
     }
-    let (columns, skipped) = convert_batches(path, &batches, rows)?;
+    let (mut columns, mut skipped) = convert_batches(path, &batches, rows)?;
+    if format == Format::Json {
+        let order = json_key_order(&json_prefix);
+        sort_by_order(&mut columns, &order, |c| c.name.as_str());
+        sort_by_order(&mut skipped, &order, |(n, _)| n.as_str());
+    }
     Ok(Table {
         path: path.into(),
         rows,
@@ -471,27 +487,105 @@ fn list_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
     out
 }
 
-/// `true` if the first non-whitespace byte of the file is `[` (a JSON array
-/// rather than JSON Lines). Read errors yield `false`; DataFusion reports them.
-fn starts_with_json_array(path: &Path) -> bool {
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut buf = [0u8; 512];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => n,
-        };
-        // Skip a UTF-8 byte-order mark and whitespace.
-        let first = buf[..n]
-            .iter()
-            .copied()
-            .find(|b| !b.is_ascii_whitespace() && ![0xEF, 0xBB, 0xBF].contains(b));
-        if let Some(b) = first {
-            return b == b'[';
-        }
+/// Reads at most `limit` bytes from the start of `path` (empty on error;
+/// DataFusion reports unreadable files itself).
+fn read_prefix(path: &Path, limit: u64) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Ok(file) = std::fs::File::open(path) {
+        let _ = file.take(limit).read_to_end(&mut buf);
     }
+    buf
+}
+
+/// `true` if the first byte after an optional UTF-8 byte-order mark and
+/// whitespace is `[` (a JSON array rather than JSON Lines).
+fn is_json_array(prefix: &[u8]) -> bool {
+    let body = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(prefix);
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
+}
+
+/// Column names (`key` and `parent.child`) in order of first appearance in the
+/// JSON text `bytes`, which may be JSON Lines or a JSON array of objects and may
+/// be cut off anywhere.
+///
+/// DataFusion's JSON schema inference sorts keys alphabetically; this lets
+/// [`read_table`] restore the order of the file. It only affects ordering.
+fn json_key_order(bytes: &[u8]) -> Vec<String> {
+    // Open containers: (is_object, key under which it sits in its parent object).
+    let mut stack: Vec<(bool, Option<String>)> = Vec::new();
+    let mut expect_key = false;
+    let mut last_key: Option<String> = None;
+    let mut order = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < bytes.len() && bytes[j] != b'"' {
+                    j += if bytes[j] == b'\\' { 2 } else { 1 };
+                }
+                if j >= bytes.len() {
+                    break; // string cut off by the prefix limit
+                }
+                if expect_key {
+                    let key = String::from_utf8_lossy(&bytes[start..j]).into_owned();
+                    // Rows are the top-level objects, or the elements of a top-level array.
+                    let base = usize::from(matches!(stack.first(), Some((false, _))));
+                    let name = if stack.len() == base + 1 {
+                        Some(key.clone())
+                    } else if stack.len() == base + 2 {
+                        match &stack[base + 1] {
+                            (true, Some(parent)) => Some(format!("{parent}.{key}")),
+                            _ => None,
+                        }
+                    } else {
+                        None
+                    };
+                    if let Some(name) = name {
+                        if seen.insert(name.clone()) {
+                            order.push(name);
+                        }
+                    }
+                    last_key = Some(key);
+                    expect_key = false;
+                }
+                i = j;
+            }
+            b'{' => {
+                stack.push((true, last_key.take()));
+                expect_key = true;
+            }
+            b'[' => {
+                stack.push((false, last_key.take()));
+                expect_key = false;
+            }
+            b'}' | b']' => {
+                stack.pop();
+                last_key = None;
+                expect_key = false;
+            }
+            b',' => {
+                last_key = None;
+                expect_key = matches!(stack.last(), Some((true, _)));
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    order
+}
+
+/// Stable-sorts `items` by the position of their name in `order`; names not in
+/// `order` keep their relative order after all that are.
+fn sort_by_order<T>(items: &mut [T], order: &[String], name: impl Fn(&T) -> &str) {
+    let pos: std::collections::HashMap<&str, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    items.sort_by_key(|item| pos.get(name(item)).copied().unwrap_or(usize::MAX));
 }
 
 /// How a source column is turned into a [`ColumnData`].
@@ -517,6 +611,9 @@ fn classify(dt: &DataType) -> Option<Kind> {
     }
 }
 
+/// `(name, Arrow data type)` of a column that was not read.
+type SkippedColumn = (String, String);
+
 /// Where an output column comes from in each record batch.
 struct Slot {
     name: String,
@@ -532,7 +629,7 @@ fn convert_batches(
     path: &Path,
     batches: &[RecordBatch],
     rows: usize,
-) -> Result<(Vec<Column>, Vec<(String, String)>), TableError> {
+) -> Result<(Vec<Column>, Vec<SkippedColumn>), TableError> {
     let schema = batches[0].schema();
     let mut slots = Vec::new();
     let mut skipped = Vec::new();
@@ -1168,6 +1265,21 @@ mod tests {
             require_text(&t, "region").unwrap(),
             [Some("north".to_string())]
         );
+    }
+
+    #[test]
+    fn json_key_order_handles_nesting_arrays_escapes_and_truncation() {
+        let text = br#"{"b":1,"a":{"y":[{"deep":1}],"x":"s,{\"q\":1}"},"l":[1,{"no":2}]}
+{"c":null,"a":{"z":{"w":1}},"b":2}
+{"d":"cut"#;
+        assert_eq!(
+            json_key_order(text),
+            ["b", "a", "a.y", "a.x", "l", "c", "a.z", "d"]
+        );
+        let array = b" [ {\"k\":1,\"s\":{\"t\":2}}, {\"j\":3} ]";
+        assert_eq!(json_key_order(array), ["k", "s", "s.t", "j"]);
+        assert!(is_json_array(b"\xEF\xBB\xBF\n [{}]"));
+        assert!(!is_json_array(b"{\"a\":[1]}"));
     }
 
     #[test]
