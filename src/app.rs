@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::output::Output;
+use crate::baseline::Profile;
 use crate::policy::{Clock, TriggerLedger};
 use crate::sink::kafka::KafkaSink;
 use crate::sink::snapshot::SnapshotWriter;
@@ -61,13 +62,47 @@ pub async fn run(
         *slot.lock().expect("not poisoned") = Some(bound);
     }
 
-    // State: configured baselines and the triggers already emitted before this start.
-    let baselines = Baselines::load(&cfg).context("loading baselines")?;
-    let ledger = tokio::task::spawn_blocking({
+    // State: configured baselines, baselines bootstrapped before this start (state topic), and
+    // the triggers already emitted (trigger topic).
+    let mut baselines = Baselines::load(&cfg).context("loading baselines")?;
+    let (ledger, restored) = tokio::task::spawn_blocking({
         let cfg = Arc::clone(&cfg);
-        move || read_trigger_ledger(&cfg)
+        move || -> anyhow::Result<(TriggerLedger, Vec<Profile>)> {
+            ensure_state_topic(&cfg);
+            let mut ledger = TriggerLedger::default();
+            read_topic_to_end(&cfg, &cfg.topics.retrain, |_, v| {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(v) {
+                    ledger.record_json(&v);
+                }
+            })?;
+            let prefix = format!("baseline/{}/", cfg.kafka.group_id);
+            let mut profiles: std::collections::BTreeMap<String, Profile> = Default::default();
+            read_topic_to_end(&cfg, &cfg.topics.state, |k, v| {
+                let Some(key) = k.and_then(|k| std::str::from_utf8(k).ok()) else {
+                    return;
+                };
+                if !key.starts_with(&prefix) {
+                    return;
+                }
+                match serde_json::from_slice::<Profile>(v) {
+                    Ok(p) => {
+                        profiles.insert(key.to_string(), p);
+                    }
+                    Err(e) => tracing::warn!(key, error = %e, "unreadable baseline on the state topic"),
+                }
+            })?;
+            Ok((ledger, profiles.into_values().collect()))
+        }
     })
     .await??;
+    for p in restored {
+        let version = p.model_version.clone();
+        if !baselines.contains(&p.model_id, version.as_deref()) {
+            tracing::info!(profile = %p.id, "baseline restored from the state topic");
+            let model = p.model_id.clone();
+            baselines.insert(&model, version.as_deref(), p);
+        }
+    }
     tracing::info!(triggers = ledger.len(), "trigger ledger restored");
     let monitor = Monitor::new(Arc::clone(&cfg), baselines, Clock::Wall)
         .with_telemetry(telemetry.clone())
@@ -166,21 +201,55 @@ fn spawn_webhooks(
     Ok(Some(tx))
 }
 
-/// Reads the retraining-trigger topic from the beginning to its end, collecting every trigger
-/// already emitted, so a restarted instance never emits one of them again.
-pub fn read_trigger_ledger(cfg: &Config) -> anyhow::Result<TriggerLedger> {
-    let mut ledger = TriggerLedger::default();
+/// Creates the compacted state topic if it does not exist (best effort: without it, baselines
+/// are bootstrapped again after a restart).
+fn ensure_state_topic(cfg: &Config) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
     let mut cc = ClientConfig::new();
     for (k, v) in cfg.kafka_client_properties() {
         cc.set(k, v);
     }
-    cc.set("group.id", format!("{}-ledger", cfg.kafka.group_id))
+    let Ok(admin) = cc.create::<AdminClient<DefaultClientContext>>() else {
+        return;
+    };
+    let topic = NewTopic::new(&cfg.topics.state, 1, TopicReplication::Fixed(-1))
+        .set("cleanup.policy", "compact");
+    let fut = admin.create_topics([&topic], &AdminOptions::new());
+    match futures::executor::block_on(fut) {
+        Ok(results) => {
+            for r in results {
+                match r {
+                    Ok(t) => tracing::info!(topic = %t, "created the state topic"),
+                    Err((t, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                        tracing::debug!(topic = %t, "state topic exists")
+                    }
+                    Err((t, e)) => tracing::warn!(topic = %t, error = %e, "cannot create the state topic"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot create the state topic"),
+    }
+}
+
+/// Reads `topic` from the beginning to its current end, calling `f(key, payload)` per message.
+/// A topic that does not exist yet reads as empty.
+pub fn read_topic_to_end(
+    cfg: &Config,
+    topic: &str,
+    mut f: impl FnMut(Option<&[u8]>, &[u8]),
+) -> anyhow::Result<()> {
+    let mut cc = ClientConfig::new();
+    for (k, v) in cfg.kafka_client_properties() {
+        cc.set(k, v);
+    }
+    cc.set("group.id", format!("{}-restore", cfg.kafka.group_id))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
-    let consumer: BaseConsumer = cc.create().context("ledger consumer")?;
+    let consumer: BaseConsumer = cc.create().context("restore consumer")?;
     let md = consumer
-        .fetch_metadata(Some(&cfg.topics.retrain), Duration::from_secs(10))
-        .context("fetching trigger topic metadata")?;
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .with_context(|| format!("fetching metadata of {topic}"))?;
     let mut tpl = TopicPartitionList::new();
     let mut remaining = 0;
     for t in md.topics() {
@@ -190,7 +259,7 @@ pub fn read_trigger_ledger(cfg: &Config) -> anyhow::Result<TriggerLedger> {
         for p in t.partitions() {
             let (lo, hi) = consumer
                 .fetch_watermarks(t.name(), p.id(), Duration::from_secs(10))
-                .context("fetching trigger topic watermarks")?;
+                .with_context(|| format!("fetching watermarks of {topic}"))?;
             if hi > lo {
                 tpl.add_partition_offset(t.name(), p.id(), Offset::Beginning)?;
                 remaining += 1;
@@ -198,27 +267,20 @@ pub fn read_trigger_ledger(cfg: &Config) -> anyhow::Result<TriggerLedger> {
         }
     }
     if remaining == 0 {
-        return Ok(ledger);
+        return Ok(());
     }
     consumer.assign(&tpl)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while remaining > 0 && std::time::Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => {
-                if let Some(v) = m
-                    .payload()
-                    .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
-                {
-                    ledger.record_json(&v);
-                }
-            }
+            Some(Ok(m)) => f(m.key(), m.payload().unwrap_or_default()),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => remaining -= 1,
-            Some(Err(e)) => return Err(e).context("reading the trigger topic"),
+            Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic}")),
             None => {}
         }
     }
     if remaining > 0 {
-        anyhow::bail!("timed out reading the trigger topic {}", cfg.topics.retrain);
+        anyhow::bail!("timed out reading {topic} back");
     }
-    Ok(ledger)
+    Ok(())
 }

@@ -16,7 +16,7 @@ use crate::stats::drift::{
     categorical_feature_drift, dataset_drift, numeric_feature_drift, DatasetDrift, FeatureDrift,
     MethodOverride,
 };
-use crate::stats::latency::LatencyReport;
+use crate::stats::latency::{LatencyReport, REPORT_QUANTILES};
 use crate::stats::numeric::numeric_drift;
 
 /// One check's result on one window.
@@ -509,8 +509,10 @@ pub fn export(t: &crate::telemetry::Telemetry, ev: &Evaluation) {
             .set(ds.share);
     }
     if let Some(l) = &ev.latency {
-        for (q, value) in &l.quantiles {
-            t.latency.with_label_values(&[m, v, q]).set(value / 1000.0);
+        for ((_, value), (_, q)) in l.quantiles.iter().zip(REPORT_QUANTILES) {
+            t.latency
+                .with_label_values(&[m, v, &q.to_string()])
+                .set(value / 1000.0);
         }
     }
     for f in &ev.findings {

@@ -210,10 +210,10 @@ pub struct KafkaConfig {
     /// Client id reported to the broker.
     pub client_id: String,
     /// Extra librdkafka properties passed through verbatim (TLS, SASL mechanism, …).
-    pub options: BTreeMap<String, String>,
+    pub options: BTreeMap<String, OptionValue>,
     /// librdkafka properties whose values are read from the named environment variables
     /// (for secrets such as `sasl.password`); the values are never logged.
-    pub options_from_env: BTreeMap<String, String>,
+    pub options_from_env: BTreeMap<String, OptionValue>,
     /// Consumer session timeout.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
@@ -224,6 +224,54 @@ pub struct KafkaConfig {
     pub check_copartitioning: bool,
     /// Where to start a partition that has no committed offset: `earliest` or `latest`.
     pub auto_offset_reset: String,
+}
+
+/// A librdkafka property value. Dotted property names (`security.protocol`) may arrive split
+/// into nested tables by the layered loader; [`flatten_options`] joins them back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OptionValue {
+    /// A string value.
+    Text(String),
+    /// A boolean, written as `true`/`false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A number.
+    Float(f64),
+    /// A nested table (a dotted name split by the loader).
+    Nested(BTreeMap<String, OptionValue>),
+}
+
+/// Flattens option tables into `dotted.name = value` strings.
+pub fn flatten_options(map: &BTreeMap<String, OptionValue>) -> BTreeMap<String, String> {
+    fn walk(prefix: &str, map: &BTreeMap<String, OptionValue>, out: &mut BTreeMap<String, String>) {
+        for (k, v) in map {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                OptionValue::Text(s) => {
+                    out.insert(key, s.clone());
+                }
+                OptionValue::Bool(b) => {
+                    out.insert(key, b.to_string());
+                }
+                OptionValue::Int(i) => {
+                    out.insert(key, i.to_string());
+                }
+                OptionValue::Float(f) => {
+                    out.insert(key, f.to_string());
+                }
+                OptionValue::Nested(m) => walk(&key, m, out),
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", map, &mut out);
+    out
 }
 
 fn default_brokers() -> String {
@@ -264,6 +312,9 @@ pub struct TopicsConfig {
     pub verdicts: String,
     /// Input records that could not be decoded, with the reason in headers (output).
     pub dead_letters: String,
+    /// Compacted topic of durable state: bootstrapped baselines, keyed by group, model and
+    /// version (output, read back at start-up).
+    pub state: String,
 }
 
 impl Default for TopicsConfig {
@@ -276,6 +327,7 @@ impl Default for TopicsConfig {
             retrain: "driftwatch.retrain".into(),
             verdicts: "driftwatch.verdicts".into(),
             dead_letters: "driftwatch.dead-letters".into(),
+            state: "driftwatch.state".into(),
         }
     }
 }
@@ -620,8 +672,8 @@ impl Config {
                     .into(),
             );
         }
-        for (key, var) in &self.kafka.options_from_env {
-            if std::env::var(var).is_err() {
+        for (key, var) in flatten_options(&self.kafka.options_from_env) {
+            if std::env::var(&var).is_err() {
                 p.push(format!(
                     "kafka.options_from_env.{key} names environment variable {var}, which is not set"
                 ));
@@ -629,7 +681,7 @@ impl Config {
         }
         let t = &self.topics;
         let inputs = [&t.predictions, &t.features, &t.labels];
-        let outputs = [&t.alerts, &t.retrain, &t.verdicts, &t.dead_letters];
+        let outputs = [&t.alerts, &t.retrain, &t.verdicts, &t.dead_letters, &t.state];
         for name in inputs.iter().chain(outputs.iter()) {
             if name.trim().is_empty() {
                 p.push("topic names must not be empty".into());
@@ -783,12 +835,10 @@ impl Config {
         let mut props = BTreeMap::new();
         props.insert("bootstrap.servers".to_string(), self.kafka.brokers.clone());
         props.insert("client.id".to_string(), self.kafka.client_id.clone());
-        for (k, v) in &self.kafka.options {
-            props.insert(k.clone(), v.clone());
-        }
-        for (k, var) in &self.kafka.options_from_env {
-            if let Ok(v) = std::env::var(var) {
-                props.insert(k.clone(), v);
+        props.extend(flatten_options(&self.kafka.options));
+        for (k, var) in flatten_options(&self.kafka.options_from_env) {
+            if let Ok(v) = std::env::var(&var) {
+                props.insert(k, v);
             }
         }
         props
@@ -839,6 +889,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.drift.features["income"].method, DriftMethod::Psi);
+    }
+
+    #[test]
+    fn librdkafka_options_keep_their_dotted_names() {
+        let cfg = Config::from_toml_str(
+            "[kafka.options]\n\"security.protocol\" = \"SSL\"\n\"fetch.wait.max.ms\" = 50\n",
+        )
+        .unwrap();
+        let props = cfg.kafka_client_properties();
+        assert_eq!(props["security.protocol"], "SSL");
+        assert_eq!(props["fetch.wait.max.ms"], "50");
+    }
+
+    #[test]
+    fn sample_config_is_valid_and_matches_defaults() {
+        let text = include_str!("../../config/driftwatch.toml");
+        let cfg = Config::from_toml_str(text).unwrap();
+        let defaults = Config::default();
+        assert_eq!(
+            toml::to_string(&cfg).unwrap(),
+            toml::to_string(&defaults).unwrap(),
+            "config/driftwatch.toml documents the defaults"
+        );
     }
 
     #[test]

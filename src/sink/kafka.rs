@@ -185,6 +185,32 @@ impl KafkaSink {
         }
     }
 
+    /// Enqueues a durable-state record (compacted topic, key = what it describes).
+    pub fn send_state(&self, key: &str, payload: &[u8]) {
+        let mut record = BaseRecord::with_opaque_to(&self.topics.state, Box::new("state"))
+            .key(key)
+            .payload(payload);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
+                    self.producer.poll(Duration::from_millis(10));
+                    record = r;
+                }
+                Err((e, _)) => {
+                    tracing::error!(error = %e, "cannot enqueue state record");
+                    self.producer.context().failed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+
     /// Waits until every enqueued output is acknowledged; fails if any was not delivered since
     /// the last successful flush.
     pub fn flush(&self, timeout: Duration) -> Result<(), SinkError> {

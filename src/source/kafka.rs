@@ -186,6 +186,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stored: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut consumed: u64 = 0;
     loop {
         tokio::select! {
             biased;
@@ -210,6 +211,7 @@ pub async fn run(
                         monitor.drop_partition(p);
                     }
                 }
+                consumed += 1;
                 let topic = msg.topic();
                 let input = Input {
                     kind: kind_of(&cfg, topic),
@@ -233,7 +235,21 @@ pub async fn run(
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::warn!(error = %e, "final commit failed");
     }
+    let committed: Vec<String> = stored
+        .iter()
+        .map(|((t, p), o)| format!("{t}/{p}@{o}"))
+        .collect();
+    tracing::info!(
+        consumed,
+        committed = %committed.join(","),
+        "source stopped"
+    );
     Ok(())
+}
+
+/// Key of a bootstrapped baseline on the state topic.
+pub fn state_key(group: &str, model_id: &str, version: Option<&str>) -> String {
+    format!("baseline/{group}/{model_id}/{}", version.unwrap_or("*"))
 }
 
 /// Stores the offsets the monitor no longer needs, after the outputs they produced are
@@ -245,6 +261,11 @@ fn store_progress(
     sink: &KafkaSink,
     stored: &mut BTreeMap<(String, i32), i64>,
 ) {
+    // Bootstrapped baselines become durable before the offsets of their events are stored.
+    for p in monitor.take_new_profiles() {
+        let key = state_key(&cfg.kafka.group_id, &p.model_id, p.model_version.as_deref());
+        sink.send_state(&key, &serde_json::to_vec(&*p).expect("profiles serialize"));
+    }
     let progress = monitor.committable();
     if progress.is_empty() {
         return;

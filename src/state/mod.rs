@@ -62,6 +62,12 @@ impl Baselines {
         );
     }
 
+    /// Whether a profile is known for exactly this model and version.
+    pub fn contains(&self, model_id: &str, version: Option<&str>) -> bool {
+        self.by_key
+            .contains_key(&(model_id.to_string(), version.map(str::to_string)))
+    }
+
     fn find(&self, model_id: &str, version: &str) -> Option<Arc<Profile>> {
         self.by_key
             .get(&(model_id.to_string(), Some(version.to_string())))
@@ -297,6 +303,7 @@ pub struct Monitor {
     lateness_ms: i64,
     ledger: crate::policy::TriggerLedger,
     snapshots: Option<crate::sink::snapshot::SnapshotWriter>,
+    new_profiles: Vec<Arc<Profile>>,
 }
 
 impl Monitor {
@@ -316,7 +323,15 @@ impl Monitor {
             lateness_ms,
             ledger: Default::default(),
             snapshots: None,
+            new_profiles: Vec::new(),
         }
+    }
+
+    /// Baselines bootstrapped since the last call, to be made durable (the Kafka service writes
+    /// them to the compacted state topic before it commits the offsets of the events they came
+    /// from, and reads them back at start-up).
+    pub fn take_new_profiles(&mut self) -> Vec<Arc<Profile>> {
+        std::mem::take(&mut self.new_profiles)
     }
 
     /// Writes a Parquet snapshot of the triggering window's events with every trigger.
@@ -487,12 +502,17 @@ impl Monitor {
                     &mut self.counts,
                 );
                 tracker_pane = pane;
+                if outcome == "bootstrapped" {
+                    if let Phase::Active(a) = &model.versions[vi].phase {
+                        self.new_profiles.push(Arc::clone(&a.profile));
+                    }
+                }
                 if outcome == "recorded" {
                     model.versions[vi]
                         .recent
                         .push(e.timestamp_ms, input.payload);
                 }
-                if outcome == "recorded" || outcome == "bootstrap" {
+                if matches!(outcome, "recorded" | "bootstrap" | "bootstrapped") {
                     let v = &model.versions[vi];
                     let p = e.prediction.as_ref().expect("predictions have a payload");
                     let mut groups = [NO_GROUP; MAX_JOIN_ATTRIBUTES];
@@ -800,6 +820,7 @@ fn record_prediction(
                             "baseline bootstrapped"
                         );
                         v.phase = Phase::Active(Box::new(activate(Arc::new(profile), cfg)));
+                        return ("bootstrapped", None);
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "baseline bootstrap failed; collecting again");

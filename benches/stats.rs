@@ -1,0 +1,177 @@
+//! Pane-summary and window-evaluation benchmarks (targets (a) and (b) of the performance issues).
+//!
+//! * `pane_update/event_20num_5cat`: recording one event of 20 numerical and 5 categorical
+//!   features into pane summaries (target <= 300 ns per event on one core).
+//! * `pane_update/numeric_value`, `pane_update/categorical_value`: the same per single value.
+//! * `window_eval/25_features/*`: numerical and categorical drift plus method selection of all
+//!   25 features of a window against the baseline, as `eval::evaluate` does (target <= 100 us).
+//!
+//! Profiles are built from 10,000 generated reference values per feature; the recorded values
+//! are generated in advance. Run with `cargo bench --bench stats`.
+
+mod common;
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use driftwatch::stats::categorical::{
+    categorical_drift, CategoricalPane, CategoricalProfile, CategoricalProfileConfig,
+};
+use driftwatch::stats::drift::{
+    categorical_feature_drift, dataset_drift, numeric_feature_drift, MethodOverride,
+};
+use driftwatch::stats::numeric::{numeric_drift, NumericPane, NumericProfile, NumericProfileConfig};
+
+const NUMERIC: usize = 20;
+const CATEGORICAL: usize = 5;
+const REFERENCE: u64 = 10_000;
+
+struct Setup {
+    numeric: Vec<NumericProfile>,
+    categorical: Vec<CategoricalProfile>,
+    /// Current values, event-major: `cur_num[i * NUMERIC + f]`.
+    cur_num: Vec<f64>,
+    /// Current categories, event-major.
+    cur_cat: Vec<String>,
+    events: usize,
+}
+
+fn setup(current: u64) -> Setup {
+    // One stream (the feature shapes depend on the seed): the first 10,000 events are the
+    // reference, the rest the current values.
+    let all = common::columns(1, REFERENCE + current, NUMERIC, CATEGORICAL);
+    let r = REFERENCE as usize;
+    let numeric = all
+        .numeric
+        .iter()
+        .map(|x| NumericProfile::build(&x[..r], None, &NumericProfileConfig::default()))
+        .collect();
+    let categorical = all
+        .categorical
+        .iter()
+        .map(|x| CategoricalProfile::build(&x[..r], &CategoricalProfileConfig::default()))
+        .collect();
+    let events = current as usize;
+    let mut cur_num = Vec::with_capacity(events * NUMERIC);
+    let mut cur_cat = Vec::with_capacity(events * CATEGORICAL);
+    for i in r..r + events {
+        cur_num.extend(all.numeric.iter().map(|c| c[i]));
+        cur_cat.extend(all.categorical.iter().map(|c| c[i].clone()));
+    }
+    Setup {
+        numeric,
+        categorical,
+        cur_num,
+        cur_cat,
+        events,
+    }
+}
+
+struct Panes {
+    numeric: Vec<NumericPane>,
+    categorical: Vec<CategoricalPane>,
+}
+
+impl Panes {
+    fn new(s: &Setup) -> Self {
+        Panes {
+            numeric: s.numeric.iter().map(NumericProfile::new_pane).collect(),
+            categorical: s.categorical.iter().map(CategoricalProfile::new_pane).collect(),
+        }
+    }
+
+    #[inline]
+    fn record_event(&mut self, s: &Setup, i: usize) {
+        let nv = &s.cur_num[i * NUMERIC..(i + 1) * NUMERIC];
+        for ((pane, prof), &v) in self.numeric.iter_mut().zip(&s.numeric).zip(nv) {
+            pane.record(prof, v);
+        }
+        let cv = &s.cur_cat[i * CATEGORICAL..(i + 1) * CATEGORICAL];
+        for ((pane, prof), v) in self.categorical.iter_mut().zip(&s.categorical).zip(cv) {
+            pane.record(prof, v);
+        }
+    }
+}
+
+fn pane_update(c: &mut Criterion) {
+    let s = setup(if common::full_run() { 8192 } else { 256 });
+    let mut g = c.benchmark_group("pane_update");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("event_20num_5cat", |b| {
+        let mut panes = Panes::new(&s);
+        let mut i = 0;
+        b.iter(|| {
+            panes.record_event(&s, black_box(i));
+            i += 1;
+            if i == s.events {
+                i = 0;
+            }
+        });
+        black_box(&panes.numeric);
+    });
+    g.bench_function("numeric_value", |b| {
+        let mut panes = Panes::new(&s);
+        let n = s.cur_num.len();
+        let mut i = 0;
+        b.iter(|| {
+            let f = i % NUMERIC;
+            panes.numeric[f].record(&s.numeric[f], black_box(s.cur_num[i]));
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        });
+        black_box(&panes.numeric);
+    });
+    g.bench_function("categorical_value", |b| {
+        let mut panes = Panes::new(&s);
+        let n = s.cur_cat.len();
+        let mut i = 0;
+        b.iter(|| {
+            let f = i % CATEGORICAL;
+            panes.categorical[f].record(&s.categorical[f], black_box(&s.cur_cat[i]));
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        });
+        black_box(&panes.categorical);
+    });
+    g.finish();
+}
+
+fn evaluate_window(s: &Setup, w: &Panes) -> usize {
+    let ov = MethodOverride::default();
+    let mut verdicts = Vec::with_capacity(NUMERIC + CATEGORICAL);
+    for (prof, pane) in s.numeric.iter().zip(&w.numeric) {
+        let d = numeric_drift(prof, pane);
+        verdicts.push(numeric_feature_drift(&d, prof, pane, &ov));
+    }
+    for (prof, pane) in s.categorical.iter().zip(&w.categorical) {
+        let d = categorical_drift(prof, pane);
+        verdicts.push(categorical_feature_drift(&d, &ov));
+    }
+    dataset_drift(&verdicts, 0.5).n_drifted
+}
+
+fn window_eval(c: &mut Criterion) {
+    let full = common::full_run();
+    let mut g = c.benchmark_group("window_eval/25_features");
+    // 20,000 values per window: KS p-value by the asymptotic formula (n > 10,000).
+    // 5,000 values per window: exact KS p-value (scipy's `auto` rule), the costlier case.
+    let sizes: &[u64] = if full { &[20_000, 5_000] } else { &[500] };
+    for &n in sizes {
+        let s = setup(n);
+        let mut w = Panes::new(&s);
+        for i in 0..s.events {
+            w.record_event(&s, i);
+        }
+        g.bench_with_input(BenchmarkId::from_parameter(n), &w, |b, w| {
+            b.iter(|| black_box(evaluate_window(&s, w)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pane_update, window_eval);
+criterion_main!(benches);
