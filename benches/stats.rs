@@ -20,7 +20,9 @@ use driftwatch::stats::categorical::{
 use driftwatch::stats::drift::{
     categorical_feature_drift, dataset_drift, numeric_feature_drift, MethodOverride,
 };
-use driftwatch::stats::numeric::{numeric_drift, NumericPane, NumericProfile, NumericProfileConfig};
+use driftwatch::stats::numeric::{
+    numeric_drift, NumericPane, NumericProfile, NumericProfileConfig,
+};
 
 const NUMERIC: usize = 20;
 const CATEGORICAL: usize = 5;
@@ -76,7 +78,11 @@ impl Panes {
     fn new(s: &Setup) -> Self {
         Panes {
             numeric: s.numeric.iter().map(NumericProfile::new_pane).collect(),
-            categorical: s.categorical.iter().map(CategoricalProfile::new_pane).collect(),
+            categorical: s
+                .categorical
+                .iter()
+                .map(CategoricalProfile::new_pane)
+                .collect(),
         }
     }
 

@@ -16,10 +16,10 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::baseline::Profile;
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::output::Output;
-use crate::baseline::Profile;
 use crate::policy::{Clock, TriggerLedger};
 use crate::sink::kafka::KafkaSink;
 use crate::sink::snapshot::SnapshotWriter;
@@ -88,7 +88,9 @@ pub async fn run(
                     Ok(p) => {
                         profiles.insert(key.to_string(), p);
                     }
-                    Err(e) => tracing::warn!(key, error = %e, "unreadable baseline on the state topic"),
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "unreadable baseline on the state topic")
+                    }
                 }
             })?;
             Ok((ledger, profiles.into_values().collect()))
@@ -224,7 +226,9 @@ fn ensure_state_topic(cfg: &Config) {
                     Err((t, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
                         tracing::debug!(topic = %t, "state topic exists")
                     }
-                    Err((t, e)) => tracing::warn!(topic = %t, error = %e, "cannot create the state topic"),
+                    Err((t, e)) => {
+                        tracing::warn!(topic = %t, error = %e, "cannot create the state topic")
+                    }
                 }
             }
         }

@@ -283,7 +283,12 @@ fn malformed_messages_dead_lettered() {
 
     let mut dw = Driftwatch::start("deadletter", &cfg, dir.path());
     let total = messages.len() as f64;
-    dw.wait_metric_at_least("driftwatch_events_total", PREDICTIONS, total, Duration::from_secs(60));
+    dw.wait_metric_at_least(
+        "driftwatch_events_total",
+        PREDICTIONS,
+        total,
+        Duration::from_secs(60),
+    );
     std::thread::sleep(Duration::from_millis(1000));
 
     // Every malformed message is on the dead-letter topic, with its origin.
@@ -304,7 +309,10 @@ fn malformed_messages_dead_lettered() {
             .iter()
             .find(|l| l.header("source-offset") == Some(offset.to_string()))
             .unwrap_or_else(|| {
-                panic!("no dead letter for the {} message at offset {offset}", b.reason)
+                panic!(
+                    "no dead letter for the {} message at offset {offset}",
+                    b.reason
+                )
             });
         assert_eq!(
             l.header("reason").as_deref(),
@@ -314,7 +322,11 @@ fn malformed_messages_dead_lettered() {
         );
         assert_eq!(l.header("source-topic"), Some(topics.predictions.clone()));
         assert_eq!(l.header("source-partition"), Some(partition.to_string()));
-        assert_eq!(l.payload, b.bytes, "original bytes of the {} message", b.reason);
+        assert_eq!(
+            l.payload, b.bytes,
+            "original bytes of the {} message",
+            b.reason
+        );
     }
 
     // The metrics count them by reason, and every good event was used.
@@ -340,7 +352,11 @@ fn malformed_messages_dead_lettered() {
         "driftwatch_events_total",
         &[("topic", "prediction"), ("outcome", "bootstrap")],
     );
-    assert_eq!(used, good.len() as f64, "good events recorded or bootstrapped");
+    assert_eq!(
+        used,
+        good.len() as f64,
+        "good events recorded or bootstrapped"
+    );
     assert_eq!(
         m.sum(
             "driftwatch_events_total",
@@ -402,8 +418,14 @@ fn sigterm_restart_at_least_once() {
         );
         seen1
     });
-    assert!(processed1 >= seen1, "{processed1} < {seen1} already counted");
-    assert!(processed1 < n, "SIGTERM came too late: run 1 consumed everything");
+    assert!(
+        processed1 >= seen1,
+        "{processed1} < {seen1} already counted"
+    );
+    assert!(
+        processed1 < n,
+        "SIGTERM came too late: run 1 consumed everything"
+    );
     let committed = committed_offsets(&brokers, &cfg.group_id, &topics.predictions);
     let committed1 = committed[&0].expect("run 1 committed an offset");
     eprintln!("run 1: processed {processed1}, committed {committed1}, shutdown took {took:?}");
@@ -498,7 +520,11 @@ fn drift_exactly_one_trigger() {
     reader.read_to_end(Duration::from_secs(30));
     let outputs = reader.json_of(&topics.retrain);
     let triggers = of_type(&outputs, "retrain_trigger");
-    assert_eq!(outputs.len(), triggers.len(), "only triggers on the retrain topic");
+    assert_eq!(
+        outputs.len(),
+        triggers.len(),
+        "only triggers on the retrain topic"
+    );
     assert_one_trigger_naming(&triggers, &TRIGGER_DRIFTED);
     assert_parquet_snapshot(triggers[0]);
 }
@@ -601,9 +627,13 @@ fn canary_verdicts(test: &str, latency_factors: [f64; 2]) -> (Vec<Value>, u32, u
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = MonitorConfig::new(&topics, &dir.path().join("snapshots"));
     let (failure_threshold, promote_after) = (3u32, 5u32);
-    cfg.set("canary", "failure_threshold", &failure_threshold.to_string())
-        .set("canary", "promote_after", &promote_after.to_string())
-        .set("canary", "max_latency_p99_ratio", "1.5");
+    cfg.set(
+        "canary",
+        "failure_threshold",
+        &failure_threshold.to_string(),
+    )
+    .set("canary", "promote_after", &promote_after.to_string())
+    .set("canary", "max_latency_p99_ratio", "1.5");
     let mut dw = Driftwatch::start(test, &cfg, dir.path());
     let sent = produce_generated(
         &topics,
@@ -635,9 +665,10 @@ fn canary_verdicts(test: &str, latency_factors: [f64; 2]) -> (Vec<Value>, u32, u
 }
 
 fn check_failed(v: &Value, metric: &str) -> bool {
-    v["checks"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["metric"] == metric && c["passed"] == false))
+    v["checks"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["metric"] == metric && c["passed"] == false)
+    })
 }
 
 #[test]

@@ -77,7 +77,9 @@ fn drift_part_way_alerts_on_exactly_the_drifted_features_and_triggers_once() {
         );
     }
     // Evidence: per-feature statistics with the drifted ones marked.
-    let ev = t["evidence"]["features"].as_object().expect("evidence.features");
+    let ev = t["evidence"]["features"]
+        .as_object()
+        .expect("evidence.features");
     assert_eq!(ev.len(), 22, "{t}");
     let mut marked: Vec<String> = ev
         .iter()
@@ -135,7 +137,10 @@ fn slow_candidate_is_rolled_back_and_never_promoted() {
     assert!(verdicts.iter().any(|v| v["verdict"] == "rollback"), "\n{s}");
     assert!(!verdicts.iter().any(|v| v["verdict"] == "promote"), "\n{s}");
     assert_eq!(
-        verdicts.iter().filter(|v| v["verdict"] == "rollback").count(),
+        verdicts
+            .iter()
+            .filter(|v| v["verdict"] == "rollback")
+            .count(),
         1,
         "one final verdict per candidate:\n{s}"
     );
@@ -143,7 +148,10 @@ fn slow_candidate_is_rolled_back_and_never_promoted() {
         assert_eq!(v["baseline_version"], "v1");
         assert_eq!(v["candidate_version"], "v2");
     }
-    let rb = verdicts.iter().find(|v| v["verdict"] == "rollback").unwrap();
+    let rb = verdicts
+        .iter()
+        .find(|v| v["verdict"] == "rollback")
+        .unwrap();
     let lat = rb["checks"]
         .as_array()
         .unwrap()
@@ -161,9 +169,15 @@ fn healthy_candidate_is_promoted_and_never_rolled_back() {
     let verdicts = of_type(&out, "canary_verdict");
     let s = summary(&out);
     assert!(verdicts.iter().any(|v| v["verdict"] == "promote"), "\n{s}");
-    assert!(!verdicts.iter().any(|v| v["verdict"] == "rollback"), "\n{s}");
+    assert!(
+        !verdicts.iter().any(|v| v["verdict"] == "rollback"),
+        "\n{s}"
+    );
     assert_eq!(
-        verdicts.iter().filter(|v| v["verdict"] == "promote").count(),
+        verdicts
+            .iter()
+            .filter(|v| v["verdict"] == "promote")
+            .count(),
         1,
         "\n{s}"
     );

@@ -164,7 +164,12 @@ fn generator_events_validate() {
 }
 
 /// Which contract's schema accepts `v`, as the decoder would classify it.
-fn schema_kind(v: &Value, pred: &Validator, label: &Validator, feat: &Validator) -> Option<&'static str> {
+fn schema_kind(
+    v: &Value,
+    pred: &Validator,
+    label: &Validator,
+    feat: &Validator,
+) -> Option<&'static str> {
     if v.get("prediction").is_some() {
         pred.is_valid(v).then_some("prediction")
     } else if v.get("label").is_some() || v.get("value").is_some() {
@@ -195,35 +200,119 @@ fn decoder_accepts_exactly_what_the_schemas_accept() {
     };
     let l = |label_v: Value| json!({"event_id": "e1", "model_id": "m", "timestamp": 1798761600000i64, "label": label_v});
     let cases: Vec<(&str, Value, bool)> = vec![
-        ("timestamp integer ms", p(json!({"timestamp": 1798761600123i64})), true),
+        (
+            "timestamp integer ms",
+            p(json!({"timestamp": 1798761600123i64})),
+            true,
+        ),
         ("timestamp RFC 3339 Z", p(json!({})), true),
-        ("timestamp RFC 3339 offset", p(json!({"timestamp": "2027-01-01T01:00:00+01:00"})), true),
-        ("timestamp RFC 3339 no fraction", p(json!({"timestamp": "2027-01-01T00:00:00Z"})), true),
-        ("timestamp float", p(json!({"timestamp": 1798761600123.5})), false),
-        ("timestamp garbage", p(json!({"timestamp": "2027-13-01T00:00:00Z"})), false),
-        ("timestamp date only", p(json!({"timestamp": "2027-01-01"})), false),
+        (
+            "timestamp RFC 3339 offset",
+            p(json!({"timestamp": "2027-01-01T01:00:00+01:00"})),
+            true,
+        ),
+        (
+            "timestamp RFC 3339 no fraction",
+            p(json!({"timestamp": "2027-01-01T00:00:00Z"})),
+            true,
+        ),
+        (
+            "timestamp float",
+            p(json!({"timestamp": 1798761600123.5})),
+            false,
+        ),
+        (
+            "timestamp garbage",
+            p(json!({"timestamp": "2027-13-01T00:00:00Z"})),
+            false,
+        ),
+        (
+            "timestamp date only",
+            p(json!({"timestamp": "2027-01-01"})),
+            false,
+        ),
         ("timestamp bool", p(json!({"timestamp": true})), false),
-        ("null feature", p(json!({"features": {"a": null, "b": 1.5}})), true),
-        ("boolean feature", p(json!({"features": {"a": true, "b": "x"}})), true),
-        ("array feature", p(json!({"features": {"a": [1, 2]}})), false),
-        ("object feature", p(json!({"features": {"a": {"b": 1}}})), false),
-        ("missing model_version", p(json!({"-model_version": null})), false),
-        ("empty model_version", p(json!({"model_version": ""})), false),
+        (
+            "null feature",
+            p(json!({"features": {"a": null, "b": 1.5}})),
+            true,
+        ),
+        (
+            "boolean feature",
+            p(json!({"features": {"a": true, "b": "x"}})),
+            true,
+        ),
+        (
+            "array feature",
+            p(json!({"features": {"a": [1, 2]}})),
+            false,
+        ),
+        (
+            "object feature",
+            p(json!({"features": {"a": {"b": 1}}})),
+            false,
+        ),
+        (
+            "missing model_version",
+            p(json!({"-model_version": null})),
+            false,
+        ),
+        (
+            "empty model_version",
+            p(json!({"model_version": ""})),
+            false,
+        ),
         ("empty event_id", p(json!({"event_id": ""})), false),
         ("missing event_id", p(json!({"-event_id": null})), false),
         ("model_id number", p(json!({"model_id": 7})), false),
-        ("score out of range", p(json!({"prediction": {"score": 1.01}})), false),
-        ("score negative", p(json!({"prediction": {"score": -0.01}})), false),
-        ("score boundary", p(json!({"prediction": {"score": 1.0}})), true),
+        (
+            "score out of range",
+            p(json!({"prediction": {"score": 1.01}})),
+            false,
+        ),
+        (
+            "score negative",
+            p(json!({"prediction": {"score": -0.01}})),
+            false,
+        ),
+        (
+            "score boundary",
+            p(json!({"prediction": {"score": 1.0}})),
+            true,
+        ),
         ("prediction empty", p(json!({"prediction": {}})), false),
-        ("prediction label only", p(json!({"prediction": {"label": "cat"}})), true),
-        ("prediction label int", p(json!({"prediction": {"label": 3}})), true),
-        ("prediction value only", p(json!({"prediction": {"value": 12.5}})), true),
+        (
+            "prediction label only",
+            p(json!({"prediction": {"label": "cat"}})),
+            true,
+        ),
+        (
+            "prediction label int",
+            p(json!({"prediction": {"label": 3}})),
+            true,
+        ),
+        (
+            "prediction value only",
+            p(json!({"prediction": {"value": 12.5}})),
+            true,
+        ),
         ("latency negative", p(json!({"latency_ms": -1})), false),
         ("latency string", p(json!({"latency_ms": "5"})), false),
-        ("attribute int and bool", p(json!({"attributes": {"g": 1, "h": false}})), true),
-        ("attribute float", p(json!({"attributes": {"g": 1.5}})), false),
-        ("unknown top-level field", p(json!({"extra": {"x": 1}})), true),
+        (
+            "attribute int and bool",
+            p(json!({"attributes": {"g": 1, "h": false}})),
+            true,
+        ),
+        (
+            "attribute float",
+            p(json!({"attributes": {"g": 1.5}})),
+            false,
+        ),
+        (
+            "unknown top-level field",
+            p(json!({"extra": {"x": 1}})),
+            true,
+        ),
         ("label string", l(json!("spam")), true),
         ("label int", l(json!(1)), true),
         ("label bool", l(json!(true)), true),

@@ -681,7 +681,13 @@ impl Config {
         }
         let t = &self.topics;
         let inputs = [&t.predictions, &t.features, &t.labels];
-        let outputs = [&t.alerts, &t.retrain, &t.verdicts, &t.dead_letters, &t.state];
+        let outputs = [
+            &t.alerts,
+            &t.retrain,
+            &t.verdicts,
+            &t.dead_letters,
+            &t.state,
+        ];
         for name in inputs.iter().chain(outputs.iter()) {
             if name.trim().is_empty() {
                 p.push("topic names must not be empty".into());

@@ -198,12 +198,12 @@ fn classify_json_error(e: serde_json::Error) -> DecodeError {
 /// The union of all contracts' fields; classified after parsing.
 #[derive(Deserialize)]
 struct RawEvent<'a> {
-    #[serde(borrow)]
-    event_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    model_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    model_version: Option<Cow<'a, str>>,
+    event_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    model_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    model_version: Option<Text<'a>>,
     #[serde(default)]
     timestamp: Option<Timestamp>,
     #[serde(borrow, default)]
@@ -314,11 +314,34 @@ impl<'a> RawEvent<'a> {
     }
 }
 
-fn required<'a>(v: Option<Cow<'a, str>>, name: &str) -> Result<Cow<'a, str>, DecodeError> {
-    match v {
+fn required<'a>(v: Option<Text<'a>>, name: &str) -> Result<Cow<'a, str>, DecodeError> {
+    match v.map(|t| t.0) {
         None => Err(DecodeError::MissingField(format!("missing field `{name}`"))),
         Some(s) if s.is_empty() => Err(DecodeError::InvalidValue(format!("`{name}` is empty"))),
         Some(s) => Ok(s),
+    }
+}
+
+/// A JSON string that borrows from the input unless it contains escapes. (serde's own
+/// `Cow<str>` always allocates when nested in `Option` or used as a map key.)
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
     }
 }
 
@@ -374,9 +397,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Features<'a> {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Features<'a>, M::Error> {
                 let mut out = Vec::with_capacity(m.size_hint().unwrap_or(24));
-                while let Some(k) = m.next_key::<Cow<'de, str>>()? {
+                while let Some(k) = m.next_key::<Text<'de>>()? {
                     let v: FeatureValueDe<'de> = m.next_value()?;
-                    out.push((k, v.0));
+                    out.push((k.0, v.0));
                 }
                 Ok(Features(out))
             }
@@ -437,9 +460,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Attributes<'a> {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Attributes<'a>, M::Error> {
                 let mut out = Vec::with_capacity(m.size_hint().unwrap_or(4));
-                while let Some(k) = m.next_key::<Cow<'de, str>>()? {
+                while let Some(k) = m.next_key::<Text<'de>>()? {
                     let v: LabelText<'de> = m.next_value()?;
-                    out.push((k, v.0));
+                    out.push((k.0, v.0));
                 }
                 Ok(Attributes(out))
             }
@@ -535,6 +558,17 @@ mod tests {
         assert_eq!(p.score, Some(0.83));
         assert_eq!(p.label.as_deref(), Some("1"));
         assert!(matches!(e.event_id, Cow::Borrowed(_)));
+        assert!(
+            matches!(e.features[0].0, Cow::Borrowed(_)),
+            "keys borrow too"
+        );
+        let escaped = decode(
+            br#"{"event_id":"a\"b","model_id":"m","model_version":"v","timestamp":1,"prediction":{"score":0.5}}"#,
+            None,
+            MAX,
+        )
+        .unwrap();
+        assert_eq!(escaped.event_id, "a\"b");
         assert_eq!(e.attributes[0].1, "f");
     }
 

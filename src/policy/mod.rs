@@ -177,7 +177,13 @@ impl VersionPolicy {
                     let cooling = st
                         .resolved_at_ms
                         .is_some_and(|r| ev.bounds.end_ms < r + a.cooldown.as_millis() as i64);
-                    if f.breached && st.history.count_ones() >= a.fire_after && !cooling {
+                    // A detector firing is an event, not a level: one detection is enough.
+                    let needed = if f.kind == AlertKind::ConceptDrift {
+                        1
+                    } else {
+                        a.fire_after
+                    };
+                    if f.breached && st.history.count_ones() >= needed && !cooling {
                         let alert_id = stable_id(&[
                             &self.model_id,
                             &self.version,
@@ -422,5 +428,142 @@ fn alert(
         reference: ev.reference.clone(),
         evidence: f.evidence.clone(),
         emitted_at: clock.stamp(ev.bounds.end_ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::VersionSummary;
+    use crate::output::ReferenceRef;
+    use crate::state::window::WindowBounds;
+
+    fn eval_at(end_s: i64, drifted: &[(&str, bool)]) -> Evaluation {
+        let findings = drifted
+            .iter()
+            .map(|(f, b)| Finding {
+                kind: AlertKind::DataDrift,
+                metric: "wasserstein".into(),
+                feature: Some(f.to_string()),
+                value: if *b { 0.3 } else { 0.01 },
+                threshold: 0.1,
+                breached: *b,
+                critical: false,
+                evidence: json!({}),
+            })
+            .collect();
+        Evaluation {
+            model_id: "m".into(),
+            model_version: "v1".into(),
+            bounds: WindowBounds {
+                start_ms: (end_s - 60) * 1000,
+                end_ms: end_s * 1000,
+                count: 1000,
+            },
+            reference: ReferenceRef {
+                id: "m@v1:abc".into(),
+                sha256: "0".repeat(64),
+            },
+            features: Vec::new(),
+            dataset: None,
+            latency: None,
+            findings,
+            summary: VersionSummary::default(),
+        }
+    }
+
+    fn run(
+        cfg: &Config,
+        p: &mut VersionPolicy,
+        ledger: &mut TriggerLedger,
+        seq: &[bool],
+        start_s: i64,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        for (i, &b) in seq.iter().enumerate() {
+            let ev = eval_at(start_s + 10 * i as i64, &[("f1", b), ("f2", false)]);
+            p.apply(cfg, &ev, &Clock::EventTime, ledger, &mut out);
+        }
+        out
+    }
+
+    fn alerts(out: &[Output]) -> Vec<(&str, AlertStatus)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Alert(a) => Some((a.alert_id.as_str(), a.status)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fires_after_n_of_m_and_resolves_with_the_same_id() {
+        let cfg = Config::default();
+        let mut p = VersionPolicy::new("m", "v1");
+        let mut ledger = TriggerLedger::default();
+        // One breach alone does not fire; two of three do; three clean windows resolve.
+        let out = run(
+            &cfg,
+            &mut p,
+            &mut ledger,
+            &[true, false, true, true, false, false, false],
+            100,
+        );
+        let a = alerts(&out);
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert_eq!(a[0].1, AlertStatus::Firing);
+        assert_eq!(a[1].1, AlertStatus::Resolved);
+        assert_eq!(a[0].0, a[1].0, "one alert id per episode");
+    }
+
+    #[test]
+    fn one_trigger_per_episode_and_none_across_a_restart() {
+        let cfg = Config::default();
+        let mut ledger = TriggerLedger::default();
+        let mut p = VersionPolicy::new("m", "v1");
+        let out = run(&cfg, &mut p, &mut ledger, &[true; 10], 100);
+        let triggers: Vec<&RetrainTrigger> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Trigger(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(triggers.len(), 1);
+        assert_eq!(triggers[0].reasons[0].feature.as_deref(), Some("f1"));
+        // A restarted instance replays the same windows with fresh policy state but the ledger
+        // read back from the trigger topic: nothing is emitted again.
+        let mut restored = TriggerLedger::default();
+        assert!(restored.record_json(&serde_json::to_value(triggers[0]).unwrap()));
+        let mut fresh = VersionPolicy::new("m", "v1");
+        let again = run(&cfg, &mut fresh, &mut restored, &[true; 10], 100);
+        assert!(!again.iter().any(|o| matches!(o, Output::Trigger(_))));
+        // Even when the replay starts mid-episode (a different episode start), min_interval holds.
+        let mut fresh = VersionPolicy::new("m", "v1");
+        let later = run(&cfg, &mut fresh, &mut restored, &[true; 10], 140);
+        assert!(!later.iter().any(|o| matches!(o, Output::Trigger(_))));
+    }
+
+    #[test]
+    fn cooldown_suppresses_refiring() {
+        let mut cfg = Config::default();
+        cfg.alerts.cooldown = std::time::Duration::from_secs(1000);
+        let mut p = VersionPolicy::new("m", "v1");
+        let mut ledger = TriggerLedger::default();
+        let seq = [true, true, false, false, false, true, true, true];
+        let out = run(&cfg, &mut p, &mut ledger, &seq, 100);
+        let a = alerts(&out);
+        assert_eq!(a.len(), 2, "fired, resolved, then cooled down: {a:?}");
+    }
+
+    #[test]
+    fn cron_schedule_is_due_in_event_time() {
+        let at = |h: i64, m: i64| 1_798_761_600_000 + (h * 3600 + m * 60) * 1000; // 2027-01-01
+        assert!(schedule_due("0 0 3 * * *", at(2, 50), at(3, 10)));
+        assert!(!schedule_due("0 0 3 * * *", at(2, 20), at(2, 53)));
+        assert!(
+            !schedule_due("0 0 3 * * *", at(3, 0), at(3, 10)),
+            "(from, to]"
+        );
     }
 }

@@ -204,7 +204,10 @@ impl KafkaSink {
                 }
                 Err((e, _)) => {
                     tracing::error!(error = %e, "cannot enqueue state record");
-                    self.producer.context().failed.fetch_add(1, Ordering::Relaxed);
+                    self.producer
+                        .context()
+                        .failed
+                        .fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             }

@@ -419,7 +419,9 @@ mod tests {
             .iter()
             .map(|vals| {
                 let mut pn = p.new_pane();
-                vals.iter().for_each(|v| pn.record(&p, v));
+                vals.iter().for_each(|v| {
+                    pn.record(&p, v);
+                });
                 pn
             })
             .collect();
@@ -432,7 +434,9 @@ mod tests {
             w.merge(&sums[start + 2], &p);
             let mut fresh = p.new_pane();
             for vals in &panes[start..start + 3] {
-                vals.iter().for_each(|v| fresh.record(&p, v));
+                vals.iter().for_each(|v| {
+                    fresh.record(&p, v);
+                });
             }
             assert_eq!(w, fresh);
             let a = categorical_drift(&p, &w);

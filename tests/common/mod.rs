@@ -165,7 +165,10 @@ impl std::ops::Deref for TopicsGuard {
 impl Drop for TopicsGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("test failed; topics kept for inspection: {:?}", self.0.all());
+            eprintln!(
+                "test failed; topics kept for inspection: {:?}",
+                self.0.all()
+            );
             return;
         }
         let _ = delete_topics(&self.0.brokers, &self.0.all());
