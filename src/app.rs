@@ -68,13 +68,16 @@ pub async fn run(
     let (ledger, restored) = tokio::task::spawn_blocking({
         let cfg = Arc::clone(&cfg);
         move || -> anyhow::Result<(TriggerLedger, Vec<Profile>)> {
+            tracing::debug!("ensuring the state topic");
             ensure_state_topic(&cfg);
+            tracing::debug!("reading the trigger topic");
             let mut ledger = TriggerLedger::default();
             read_topic_to_end(&cfg, &cfg.topics.retrain, |_, v| {
                 if let Ok(v) = serde_json::from_slice::<serde_json::Value>(v) {
                     ledger.record_json(&v);
                 }
             })?;
+            tracing::debug!("reading the state topic");
             let prefix = format!("baseline/{}/", cfg.kafka.group_id);
             let mut profiles: std::collections::BTreeMap<String, Profile> = Default::default();
             read_topic_to_end(&cfg, &cfg.topics.state, |k, v| {
@@ -212,12 +215,26 @@ fn ensure_state_topic(cfg: &Config) {
     for (k, v) in cfg.kafka_client_properties() {
         cc.set(k, v);
     }
+    // Nothing to do when it exists (the common case, and the only one on brokers that do not
+    // serve admin requests, such as librdkafka's mock cluster).
+    if let Ok(consumer) = cc.create::<BaseConsumer>() {
+        if let Ok(md) = consumer.fetch_metadata(Some(&cfg.topics.state), Duration::from_secs(5)) {
+            if md
+                .topics()
+                .iter()
+                .any(|t| t.error().is_none() && !t.partitions().is_empty())
+            {
+                return;
+            }
+        }
+    }
     let Ok(admin) = cc.create::<AdminClient<DefaultClientContext>>() else {
         return;
     };
     let topic = NewTopic::new(&cfg.topics.state, 1, TopicReplication::Fixed(-1))
         .set("cleanup.policy", "compact");
-    let fut = admin.create_topics([&topic], &AdminOptions::new());
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+    let fut = admin.create_topics([&topic], &opts);
     match futures::executor::block_on(fut) {
         Ok(results) => {
             for r in results {

@@ -49,6 +49,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         &cfg.topics.retrain,
         &cfg.topics.verdicts,
         &cfg.topics.dead_letters,
+        &cfg.topics.state,
     ] {
         cluster.create_topic(t, 1, 1)?;
     }

@@ -104,29 +104,34 @@ fn check_golden(name: &str, actual: &[Value]) {
 
 #[test]
 fn golden_data_drift_trigger() {
-    // Drift from event 2000 (t = 50 s) in f1 and c0.
+    // Drift from event 4000 (t = 40 s) in f1 and c0.
     let out = run_case("data_drift_trigger");
     let s = summary(&out);
-    let drift_start = T0 + 50_000;
+    let drift_start = T0 + 40_000;
     let firing = alerts(&out, "data_drift", Some("firing"));
     assert_eq!(features_of(&firing), sorted(&["c0", "f1"]), "\n{s}");
     assert!(firing.iter().all(|a| ms(&a["window"]["end"]) > drift_start));
     let t = of_type(&out, "retrain_trigger");
     assert_eq!(t.len(), 1, "\n{s}");
-    let reasons: Vec<&Value> = t[0]["reasons"].as_array().unwrap().iter().collect();
+    let reasons: Vec<&Value> = t[0]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "data_drift")
+        .collect();
     assert_eq!(features_of(&reasons), sorted(&["c0", "f1"]), "{}", t[0]);
     check_golden("data_drift_trigger", &out);
 }
 
 #[test]
 fn golden_performance_drop() {
-    // Half of the labels contradict the model from event 2000 (t = 50 s) on.
+    // Half of the labels contradict the model from event 3500 (t = 35 s) on.
     let out = run_case("performance_drop");
     let s = summary(&out);
     let perf = alerts(&out, "performance", Some("firing"));
     assert!(!perf.is_empty(), "\n{s}");
     for a in &perf {
-        assert!(ms(&a["window"]["end"]) > T0 + 50_000, "{a}");
+        assert!(ms(&a["window"]["end"]) > T0 + 35_000, "{a}");
         assert_eq!(a["metric"], "accuracy");
         assert!(a["value"].as_f64() < a["threshold"].as_f64(), "{a}");
     }
@@ -173,17 +178,17 @@ fn golden_canary_promote() {
 
 #[test]
 fn golden_alert_resolve() {
-    // f1 drifts from t = 50 s to t = 90 s.
+    // f0 drifts from t = 30 s to t = 50 s.
     let out = run_case("alert_resolve");
     let s = summary(&out);
     let firing = alerts(&out, "data_drift", Some("firing"));
     let resolved = alerts(&out, "data_drift", Some("resolved"));
-    let f1_fire: Vec<_> = firing.iter().filter(|a| a["feature"] == "f1").collect();
-    let f1_res: Vec<_> = resolved.iter().filter(|a| a["feature"] == "f1").collect();
+    let f1_fire: Vec<_> = firing.iter().filter(|a| a["feature"] == "f0").collect();
+    let f1_res: Vec<_> = resolved.iter().filter(|a| a["feature"] == "f0").collect();
     assert_eq!(f1_fire.len(), 1, "\n{s}");
     assert_eq!(f1_res.len(), 1, "\n{s}");
     assert_eq!(f1_fire[0]["alert_id"], f1_res[0]["alert_id"]);
-    assert!(ms(&f1_res[0]["window"]["end"]) > T0 + 90_000, "\n{s}");
-    assert_eq!(features_of(&firing), vec!["f1".to_string()], "\n{s}");
+    assert!(ms(&f1_res[0]["window"]["end"]) > T0 + 50_000, "\n{s}");
+    assert_eq!(features_of(&firing), vec!["f0".to_string()], "\n{s}");
     check_golden("alert_resolve", &out);
 }

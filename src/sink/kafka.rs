@@ -84,6 +84,9 @@ impl KafkaSink {
         }
         cc.set("enable.idempotence", "true");
         cc.set("linger.ms", "5");
+        // Baseline profiles on the state topic are large JSON documents that compress well.
+        cc.set("compression.type", "gzip");
+        cc.set("message.max.bytes", "33554432");
         let producer = cc
             .create_with_context(DeliveryCounter {
                 failed: AtomicU64::new(0),

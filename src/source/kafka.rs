@@ -74,7 +74,7 @@ impl ConsumerContext for SourceContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             // Offsets already stored cover only events whose outputs were flushed.
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                tracing::warn!(error = %e, "commit on revoke failed");
+                log_commit_error("commit on revoke", &e);
             }
             let mut revoked = self.shared.revoked.lock().expect("not poisoned");
             for e in tpl.elements() {
@@ -92,6 +92,15 @@ impl ConsumerContext for SourceContext {
         let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
         self.telemetry.assigned_partitions.set(n as i64);
         self.shared.ready.store(n > 0, Ordering::Release);
+    }
+}
+
+/// `NoOffset` only means nothing new was stored since the last (auto-)commit.
+fn log_commit_error(what: &str, e: &rdkafka::error::KafkaError) {
+    if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) {
+        tracing::debug!("{what}: nothing new to commit");
+    } else {
+        tracing::warn!(error = %e, "{what} failed");
     }
 }
 
@@ -233,7 +242,7 @@ pub async fn run(
     store_progress(&cfg, &consumer, &mut monitor, &sink, &mut stored);
     monitor.flush_telemetry(&telemetry);
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::warn!(error = %e, "final commit failed");
+        log_commit_error("final commit", &e);
     }
     let committed: Vec<String> = stored
         .iter()

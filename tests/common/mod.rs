@@ -7,7 +7,7 @@
 //!
 //! The pieces:
 //! - [`brokers`]: the broker address from `DRIFTWATCH_TEST_BROKERS` (panics when unset).
-//! - [`Topics`]: one uniquely named set of driftwatch's seven topics, created with the admin API.
+//! - [`Topics`]: one uniquely named set of driftwatch's topics, created with the admin API.
 //! - [`MonitorConfig`]: a driftwatch TOML configuration with test-friendly defaults.
 //! - [`Driftwatch`]: the compiled binary running `run --config`, with its log, `/metrics` and
 //!   signal helpers.
@@ -105,11 +105,14 @@ pub struct Topics {
     pub verdicts: String,
     /// Dead letters (output).
     pub dead_letters: String,
+    /// Durable state (compacted, one partition; output read back at start-up).
+    pub state: String,
 }
 
 impl Topics {
-    /// Creates the seven topics, named `dw-<test>-<kind>-<random>`, with `partitions` partitions
-    /// each (replication factor 1), and waits until the broker reports them.
+    /// Creates the topics, named `dw-<test>-<kind>-<random>`: the input and output topics with
+    /// `partitions` partitions each, the state topic compacted with one partition (replication
+    /// factor 1), and waits until the broker reports them.
     pub fn create(brokers: &str, test: &str, partitions: i32) -> TopicsGuard {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name = |kind: &str| format!("dw-{test}-{kind}-{}", &id[..12]);
@@ -122,12 +125,16 @@ impl Topics {
             retrain: name("retrain"),
             verdicts: name("verdicts"),
             dead_letters: name("dead-letters"),
+            state: name("state"),
         };
-        create_topics(brokers, &t.all(), partitions);
+        let mut io = t.all();
+        io.retain(|n| *n != t.state);
+        create_topics(brokers, &io, partitions);
+        create_topics_with(brokers, &[&t.state], 1, &[("cleanup.policy", "compact")]);
         TopicsGuard(t)
     }
 
-    /// All seven names.
+    /// Every topic name.
     pub fn all(&self) -> Vec<&str> {
         vec![
             &self.predictions,
@@ -137,10 +144,11 @@ impl Topics {
             &self.retrain,
             &self.verdicts,
             &self.dead_letters,
+            &self.state,
         ]
     }
 
-    /// The output topics.
+    /// The output topics (the state topic is not one: it holds records, not outputs).
     pub fn outputs(&self) -> Vec<&str> {
         vec![
             &self.alerts,
@@ -185,10 +193,25 @@ fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
 /// Creates topics with the admin API (replication factor 1) and waits until their metadata is
 /// visible. Panics on any error other than "already exists".
 pub fn create_topics(brokers: &str, names: &[&str], partitions: i32) {
+    create_topics_with(brokers, names, partitions, &[]);
+}
+
+/// [`create_topics`] with topic configs (`("cleanup.policy", "compact")`, …).
+pub fn create_topics_with(
+    brokers: &str,
+    names: &[&str],
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
     let admin = admin(brokers);
     let new: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .map(|n| {
+            configs.iter().fold(
+                NewTopic::new(n, partitions, TopicReplication::Fixed(1)),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
     let results = futures::executor::block_on(admin.create_topics(&new, &opts))
@@ -688,6 +711,7 @@ impl MonitorConfig {
         put("topics", "retrain", q(&t.retrain));
         put("topics", "verdicts", q(&t.verdicts));
         put("topics", "dead_letters", q(&t.dead_letters));
+        put("topics", "state", q(&t.state));
         put("window", "length", ms(self.window));
         put("window", "slide", ms(self.slide));
         put("window", "allowed_lateness", ms(self.lateness));
