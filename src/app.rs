@@ -28,11 +28,14 @@ use crate::source::kafka as source;
 use crate::state::{Baselines, Monitor};
 use crate::telemetry::Telemetry;
 
+/// A callback that sees every output as it is published.
+pub type OutputHook = Arc<dyn Fn(&Output) + Send + Sync>;
+
 /// Handles the caller may want to observe (tests, the demo).
 #[derive(Clone, Default)]
 pub struct Observers {
     /// Called with every output as it is published.
-    pub on_output: Option<Arc<dyn Fn(&Output) + Send + Sync>>,
+    pub on_output: Option<OutputHook>,
     /// Receives the bound HTTP address.
     pub http_bound: Option<Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>>,
 }

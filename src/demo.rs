@@ -60,10 +60,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         humantime::format_duration(opts.duration)
     );
     let shutdown = CancellationToken::new();
-    // Traffic: 500 predictions per second of event time; drift from event 150,000 on
-    // (event time 300 s) in f1, f3 and c0; half the predictions get a label 30 s later, and
+    // Traffic: 500 predictions per second of event time (10 minutes); drift from event 150,000
+    // on (event time 300 s) in f1, f3 and c0; half the predictions get a label 30 s later, and
     // after the drift 30 % of labels contradict the model (concept drift).
-    let events = 400_000u64;
+    let events = 300_000u64;
     let gen_cfg = GeneratorConfig {
         events,
         rate: 500.0,
@@ -78,9 +78,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         ..Default::default()
     };
     let producer_cfg = cfg.clone();
-    let pace = opts.duration.mul_f64(0.6);
+    let pace = opts.duration.mul_f64(0.5);
     let stop = shutdown.clone();
+    let http_addr = opts.http_addr;
     let producer = std::thread::spawn(move || {
+        // The mock cluster keeps only a few MB per partition: produce once the monitor has its
+        // partitions, at a pace it keeps up with.
+        wait_ready(http_addr, Duration::from_secs(30), &stop);
         crate::generate::produce_to_kafka(
             Generator::new(gen_cfg),
             &producer_cfg.kafka.brokers,
@@ -135,4 +139,23 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     eprintln!("driftwatch demo: produced {produced} events; done");
     drop(cluster);
     result
+}
+
+/// Polls `/readyz` until it answers 200, the deadline passes, or `stop` is cancelled.
+fn wait_ready(addr: std::net::SocketAddr, timeout: Duration, stop: &CancellationToken) {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline && !stop.is_cancelled() {
+        if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            let _ = s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n");
+            let mut buf = [0u8; 16];
+            if s.read(&mut buf)
+                .is_ok_and(|n| n >= 12 && &buf[9..12] == b"200")
+            {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

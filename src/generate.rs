@@ -320,7 +320,7 @@ pub fn produce_to_kafka(
         sent += 1;
         predictions += u64::from(is_prediction);
         if let Some(pace) = pace {
-            if sent % 1000 == 0 {
+            if sent.is_multiple_of(1000) {
                 // Prediction i goes out at about i/total of `pace`.
                 let due = pace.mul_f64(predictions as f64 / total as f64);
                 if let Some(wait) = due.checked_sub(started.elapsed()) {

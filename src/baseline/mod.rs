@@ -183,6 +183,37 @@ impl Profile {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_profile_loads_back_with_the_same_hash() {
+        let mut b = ProfileBuilder::new("m", Some("v1"), "test", BuildLimits::default());
+        for i in 0..500 {
+            b.push_feature("x", &FeatureValue::Number(f64::from(i % 37)));
+            b.push_feature(
+                "c",
+                &FeatureValue::Text(if i % 3 == 0 { "a" } else { "b" }.into()),
+            );
+            b.push_prediction(
+                Some(f64::from(i % 10) / 10.0),
+                Some(if i % 2 == 0 { "1" } else { "0" }),
+            );
+            b.push_latency(f64::from(i % 50));
+            b.end_row();
+        }
+        let p = b.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json");
+        p.save(&path).unwrap();
+        let back = Profile::load(&path).unwrap();
+        assert_eq!(back.sha256, p.sha256);
+        assert_eq!(back.features.len(), 2);
+        assert!(matches!(back.features[1].kind, FeatureKind::Categorical(_)));
+    }
+}
+
 /// Limits applied while building.
 #[derive(Debug, Clone, Copy)]
 pub struct BuildLimits {

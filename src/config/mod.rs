@@ -651,7 +651,7 @@ impl Config {
                 humantime::format_duration(w.length),
                 humantime::format_duration(w.slide)
             ));
-        } else if w.length.as_millis() % w.slide.as_millis() != 0 {
+        } else if !w.length.as_millis().is_multiple_of(w.slide.as_millis()) {
             p.push("window.length must be a whole multiple of window.slide".into());
         } else if w.panes() > 1440 {
             p.push("window.length / window.slide must be at most 1440 panes".into());

@@ -300,7 +300,7 @@ impl<'a> RawEvent<'a> {
                     value: p.value,
                 });
                 if let Some(l) = self.latency_ms {
-                    if !(l >= 0.0) {
+                    if l.is_nan() || l < 0.0 {
                         return Err(DecodeError::InvalidValue(format!(
                             "latency_ms {l} is negative"
                         )));

@@ -336,10 +336,21 @@ impl VersionPolicy {
                 return None;
             }
         }
+        let rule_kinds: Vec<AlertKind> = rules
+            .iter()
+            .filter_map(|r| match *r {
+                "data_drift" | "dataset_drift" => Some(AlertKind::DataDrift),
+                "prediction_drift" => Some(AlertKind::PredictionDrift),
+                "performance" => Some(AlertKind::Performance),
+                "concept_drift" => Some(AlertKind::ConceptDrift),
+                "fairness" => Some(AlertKind::Fairness),
+                _ => None,
+            })
+            .collect();
         let mut reasons: Vec<TriggerReason> = Vec::new();
         for ((kind, _, _), st) in &self.alerts {
             if let Some(ep) = &st.firing {
-                if matches!(kind, AlertKind::DataQuality | AlertKind::Latency) {
+                if !rule_kinds.contains(kind) {
                     continue;
                 }
                 reasons.push(TriggerReason {
@@ -459,6 +470,7 @@ mod tests {
                 start_ms: (end_s - 60) * 1000,
                 end_ms: end_s * 1000,
                 count: 1000,
+                full: true,
             },
             reference: ReferenceRef {
                 id: "m@v1:abc".into(),

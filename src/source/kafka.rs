@@ -124,7 +124,9 @@ pub fn consumer(
             cfg.kafka.session_timeout.as_millis().to_string(),
         )
         .set("statistics.interval.ms", "5000")
-        .set("partition.assignment.strategy", "cooperative-sticky");
+        // The range assignor gives partition p of every co-partitioned input topic to the same
+        // instance, which the label and feature joins rely on; sticky assignors do not.
+        .set("partition.assignment.strategy", "range");
     let c: StreamConsumer<SourceContext> =
         cc.create_with_context(SourceContext { shared, telemetry })?;
     Ok(c)
@@ -174,6 +176,7 @@ fn kind_of(cfg: &Config, topic: &str) -> Option<EventKind> {
 
 /// Consumes until `shutdown`, feeding the monitor and publishing its outputs, then drains:
 /// flushes outputs and commits within `kafka.drain_timeout`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     cfg: Arc<Config>,
     consumer: StreamConsumer<SourceContext>,

@@ -504,7 +504,22 @@ impl Monitor {
                 tracker_pane = pane;
                 if outcome == "bootstrapped" {
                     if let Phase::Active(a) = &model.versions[vi].phase {
-                        self.new_profiles.push(Arc::clone(&a.profile));
+                        let profile = Arc::clone(&a.profile);
+                        self.new_profiles.push(Arc::clone(&profile));
+                        // Versions still bootstrapping share it: a canary is compared against
+                        // the same reference as its baseline version.
+                        for (i, other) in model.versions.iter_mut().enumerate() {
+                            if i != vi
+                                && matches!(other.phase, Phase::Bootstrapping { .. })
+                                && self
+                                    .baselines
+                                    .find(&model.model_id, &other.version)
+                                    .is_none()
+                            {
+                                other.phase =
+                                    Phase::Active(Box::new(activate(Arc::clone(&profile), &cfg)));
+                            }
+                        }
                     }
                 }
                 if outcome == "recorded" {
@@ -604,6 +619,11 @@ impl Monitor {
                 let detections = std::mem::take(&mut v.detectors.detections);
                 let mut detections = Some(detections);
                 active.window.close_until(watermark, |bounds, agg| {
+                    // Statistics of a window that started before the baseline existed would
+                    // compare a fraction of the traffic; wait for the first full window.
+                    if !bounds.full {
+                        return;
+                    }
                     let started = std::time::Instant::now();
                     let ev = eval::evaluate(
                         cfg,

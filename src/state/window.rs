@@ -26,6 +26,10 @@ pub struct WindowBounds {
     pub end_ms: i64,
     /// Events in the window.
     pub count: u64,
+    /// Whether every pane of the window was closed after the window started (a window that
+    /// began before the version's baseline existed, or before the first event, is partial).
+    #[serde(default)]
+    pub full: bool,
 }
 
 /// Sliding window over panes of summary `P`.
@@ -42,6 +46,8 @@ pub struct SlidingWindow<P> {
     next_to_close: Option<i64>,
     /// An empty summary, cloned for every new pane.
     empty: P,
+    /// Panes closed since the window was created, capped at `panes_per_window`.
+    closed: usize,
 }
 
 impl<P: PaneSummary + Clone> SlidingWindow<P> {
@@ -56,6 +62,7 @@ impl<P: PaneSummary + Clone> SlidingWindow<P> {
             aggregate: empty.clone(),
             next_to_close: None,
             empty,
+            closed: 0,
         }
     }
 
@@ -107,10 +114,12 @@ impl<P: PaneSummary + Clone> SlidingWindow<P> {
                 let (_, old) = self.ring.pop_front().expect("ring is not empty");
                 self.aggregate.unmerge(&old);
             }
+            self.closed = (self.closed + 1).min(self.panes_per_window);
             let bounds = WindowBounds {
                 start_ms: (next + 1 - self.panes_per_window as i64) * self.slide_ms,
                 end_ms: (next + 1) * self.slide_ms,
                 count: self.aggregate.count(),
+                full: self.closed == self.panes_per_window,
             };
             if bounds.count > 0 {
                 on_close(bounds, &self.aggregate);

@@ -21,6 +21,7 @@ pub mod ks;
 pub mod latency;
 pub mod numeric;
 pub mod quality;
+pub mod serde_float;
 pub mod shares;
 pub mod special;
 

@@ -329,6 +329,7 @@ pub struct NumericProfile {
     /// Finite union edges, strictly increasing; bin j covers [edges[j-1], edges[j]).
     edges: Vec<f64>,
     /// Coarse edges as given / computed (may contain infinities).
+    #[serde(with = "super::serde_float")]
     coarse_edges: Vec<f64>,
     /// Union bin -> coarse bin.
     coarse_of_bin: Vec<u32>,
