@@ -156,7 +156,7 @@ fn slow_candidate_is_rolled_back_and_never_promoted() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["metric"] == "latency_p99_ratio")
+        .find(|c| c["metric"] == "latency_p99_ms")
         .expect("latency check");
     assert_eq!(lat["passed"], false, "{rb}");
     let ratio = lat["candidate"].as_f64().unwrap() / lat["baseline"].as_f64().unwrap();

@@ -125,13 +125,14 @@ fn checks(cfg: &Config, b: &Evaluation, k: &Evaluation) -> Vec<CanaryCheck> {
     let (bs, ks) = (&b.summary, &k.summary);
     let mut out = Vec::new();
     if let (Some(bp), Some(kp)) = (bs.p99_ms, ks.p99_ms) {
-        let ratio = if bp > 0.0 { kp / bp } else { 1.0 };
+        // The bound is the baseline's p99 times the allowed ratio, in milliseconds like the values.
+        let bound = bp * c.max_latency_p99_ratio;
         out.push(CanaryCheck {
-            metric: "latency_p99_ratio".into(),
+            metric: "latency_p99_ms".into(),
             baseline: bp,
             candidate: kp,
-            threshold: c.max_latency_p99_ratio,
-            passed: ratio <= c.max_latency_p99_ratio,
+            threshold: bound,
+            passed: kp <= bound,
         });
     }
     if let (Some(bb), Some(kb)) = (&bs.prediction_bins, &ks.prediction_bins) {
