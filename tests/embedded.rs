@@ -43,6 +43,7 @@ async fn mock_cluster_end_to_end_drift_alerts() {
         &cfg.topics.retrain,
         &cfg.topics.verdicts,
         &cfg.topics.dead_letters,
+        &cfg.topics.state,
     ] {
         cluster.create_topic(t, 1, 1).expect("topic");
     }
@@ -57,20 +58,45 @@ async fn mock_cluster_end_to_end_drift_alerts() {
     let drift_start = support::time_of(&g, 30_000);
     let brokers = cfg.kafka.brokers.clone();
     let (pt, lt) = (cfg.topics.predictions.clone(), cfg.topics.labels.clone());
-    let producer = std::thread::spawn(move || {
-        produce_to_kafka(Generator::new(g), &brokers, &pt, &lt, None, None)
-    });
 
     let outputs: Arc<Mutex<Vec<Output>>> = Arc::default();
     let sink = Arc::clone(&outputs);
+    let bound: Arc<Mutex<Option<std::net::SocketAddr>>> = Arc::default();
     let observers = Observers {
         on_output: Some(Arc::new(move |o: &Output| {
             sink.lock().unwrap().push(o.clone());
         })),
-        http_bound: None,
+        http_bound: Some(Arc::clone(&bound)),
     };
     let shutdown = CancellationToken::new();
     let service = tokio::spawn(app::run(cfg, shutdown.clone(), observers));
+
+    // The mock cluster keeps only a few MB per partition: produce once the consumer group has
+    // its partitions (/readyz), as a real deployment's monitor runs before the traffic.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let addr = *bound.lock().unwrap();
+        if let Some(addr) = addr {
+            let ready = reqwest::get(format!("http://{addr}/readyz"))
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the monitor never became ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let producer = std::thread::spawn(move || {
+        produce_to_kafka(
+            Generator::new(g),
+            &brokers,
+            &pt,
+            &lt,
+            Some(Duration::from_secs(6)),
+            None,
+        )
+    });
 
     let sent = tokio::task::spawn_blocking(move || producer.join().expect("producer"))
         .await
