@@ -131,7 +131,7 @@ pub fn alerts<'a>(outputs: &'a [Value], kind: &str, status: Option<&str>) -> Vec
     outputs
         .iter()
         .filter(|o| o["type"] == "alert" && o["kind"] == kind)
-        .filter(|o| status.map_or(true, |s| o["status"] == s))
+        .filter(|o| status.is_none_or(|s| o["status"] == s))
         .collect()
 }
 
