@@ -173,6 +173,24 @@ fn method_name(d: &FeatureDrift) -> String {
         .unwrap_or_default()
 }
 
+fn drift_finding(
+    kind: AlertKind,
+    name: &str,
+    d: &FeatureDrift,
+    evidence: serde_json::Value,
+) -> Finding {
+    Finding {
+        kind,
+        metric: method_name(d),
+        feature: Some(name.to_string()),
+        value: d.score,
+        threshold: d.threshold,
+        breached: d.drifted,
+        critical: is_critical(d),
+        evidence,
+    }
+}
+
 /// Evaluates one closed window.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
@@ -192,16 +210,7 @@ pub fn evaluate(
     if enough {
         for (fp, pane) in profile.features.iter().zip(&w.features) {
             if let Some((d, ev)) = feature_drift(cfg, fp, pane) {
-                findings.push(Finding {
-                    kind: AlertKind::DataDrift,
-                    metric: method_name(&d),
-                    feature: Some(fp.name.clone()),
-                    value: d.score,
-                    threshold: d.threshold,
-                    breached: d.drifted,
-                    critical: is_critical(&d),
-                    evidence: ev,
-                });
+                findings.push(drift_finding(AlertKind::DataDrift, &fp.name, &d, ev));
                 features.push((fp.name.clone(), d));
             }
         }
@@ -234,16 +243,7 @@ pub fn evaluate(
         ] {
             if let (Some(fp), Some(pane)) = (fp, pane) {
                 if let Some((d, ev)) = feature_drift(cfg, fp, pane) {
-                    findings.push(Finding {
-                        kind: AlertKind::PredictionDrift,
-                        metric: method_name(&d),
-                        feature: Some(fp.name.clone()),
-                        value: d.score,
-                        threshold: d.threshold,
-                        breached: d.drifted,
-                        critical: is_critical(&d),
-                        evidence: ev,
-                    });
+                    findings.push(drift_finding(AlertKind::PredictionDrift, &fp.name, &d, ev));
                 }
             }
         }

@@ -156,13 +156,25 @@ impl KafkaSink {
             }
         };
         let mut record = BaseRecord::with_opaque_to(topic, Box::new(kind))
-            .payload(&payload)
+            .payload(payload.as_slice())
             .headers(headers);
-        let model_key = o.key();
-        if let Some(k) = model_key {
+        if let Some(k) = o.key() {
             record = record.key(k);
         }
-        let mut record = record;
+        self.enqueue(record, kind);
+    }
+
+    /// Enqueues a durable-state record (compacted topic, key = what it describes).
+    pub fn send_state(&self, key: &str, payload: &[u8]) {
+        let record = BaseRecord::with_opaque_to(&self.topics.state, Box::new("state"))
+            .key(key)
+            .payload(payload);
+        self.enqueue(record, "state");
+    }
+
+    /// Enqueues a record, waiting for deliveries while librdkafka's queue is full (back-pressure
+    /// instead of dropping); any other failure is counted so the next flush reports it.
+    fn enqueue(&self, mut record: BaseRecord<'_, str, [u8], Box<&'static str>>, kind: &str) {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return,
@@ -172,41 +184,11 @@ impl KafkaSink {
                     ),
                     r,
                 )) => {
-                    // Back-pressure: wait for deliveries instead of dropping.
                     self.producer.poll(Duration::from_millis(10));
                     record = r;
                 }
                 Err((e, _)) => {
                     tracing::error!(error = %e, kind, "cannot enqueue output");
-                    self.producer
-                        .context()
-                        .failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Enqueues a durable-state record (compacted topic, key = what it describes).
-    pub fn send_state(&self, key: &str, payload: &[u8]) {
-        let mut record = BaseRecord::with_opaque_to(&self.topics.state, Box::new("state"))
-            .key(key)
-            .payload(payload);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    r,
-                )) => {
-                    self.producer.poll(Duration::from_millis(10));
-                    record = r;
-                }
-                Err((e, _)) => {
-                    tracing::error!(error = %e, "cannot enqueue state record");
                     self.producer
                         .context()
                         .failed
