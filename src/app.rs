@@ -234,8 +234,10 @@ fn ensure_state_topic(cfg: &Config) {
     let Ok(admin) = cc.create::<AdminClient<DefaultClientContext>>() else {
         return;
     };
+    // Baselines are large documents: allow messages up to the producer's limit.
     let topic = NewTopic::new(&cfg.topics.state, 1, TopicReplication::Fixed(-1))
-        .set("cleanup.policy", "compact");
+        .set("cleanup.policy", "compact")
+        .set("max.message.bytes", "33554432");
     let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
     let fut = admin.create_topics([&topic], &opts);
     match futures::executor::block_on(fut) {
@@ -268,14 +270,14 @@ pub fn read_topic_to_end(
         cc.set(k, v);
     }
     cc.set("group.id", format!("{}-restore", cfg.kafka.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true");
+        .set("enable.auto.commit", "false");
     let consumer: BaseConsumer = cc.create().context("restore consumer")?;
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .with_context(|| format!("fetching metadata of {topic}"))?;
     let mut tpl = TopicPartitionList::new();
-    let mut remaining = 0;
+    // Partition → offset of its last message at start-up; read until each is reached.
+    let mut ends: std::collections::HashMap<i32, i64> = Default::default();
     for t in md.topics() {
         if t.error().is_some() {
             continue;
@@ -286,23 +288,31 @@ pub fn read_topic_to_end(
                 .with_context(|| format!("fetching watermarks of {topic}"))?;
             if hi > lo {
                 tpl.add_partition_offset(t.name(), p.id(), Offset::Beginning)?;
-                remaining += 1;
+                ends.insert(p.id(), hi - 1);
             }
         }
     }
-    if remaining == 0 {
+    if ends.is_empty() {
         return Ok(());
     }
     consumer.assign(&tpl)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while remaining > 0 && std::time::Instant::now() < deadline {
+    while !ends.is_empty() && std::time::Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => f(m.key(), m.payload().unwrap_or_default()),
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => remaining -= 1,
+            Some(Ok(m)) => {
+                f(m.key(), m.payload().unwrap_or_default());
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|end| m.offset() >= *end)
+                {
+                    ends.remove(&m.partition());
+                }
+            }
             Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic}")),
             None => {}
         }
     }
+    let remaining = ends.len();
     if remaining > 0 {
         anyhow::bail!("timed out reading {topic} back");
     }

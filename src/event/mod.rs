@@ -171,6 +171,9 @@ pub fn decode<'a>(
         });
     }
     let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8(e.to_string()))?;
+    if text.trim().is_empty() {
+        return Err(DecodeError::NotJson("empty message".into()));
+    }
     let raw: RawEvent<'a> = serde_json::from_str(text).map_err(classify_json_error)?;
     raw.into_event(expected)
 }
@@ -599,6 +602,8 @@ mod tests {
     fn every_malformation_has_its_reason() {
         let p = Some(EventKind::Prediction);
         assert_eq!(reason(b"not json at all", p), "not_json");
+        assert_eq!(reason(b"", p), "not_json");
+        assert_eq!(reason(b"  \n", p), "not_json");
         assert_eq!(reason(br#"{"event_id": "a", "model"#, p), "truncated");
         assert_eq!(reason(b"{\"event_id\": \"\xff\xfe\"}", p), "invalid_utf8");
         assert_eq!(reason(&[b' '; 300], p), "oversize");
