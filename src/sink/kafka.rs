@@ -174,6 +174,8 @@ impl KafkaSink {
 
     /// Enqueues a record, waiting for deliveries while librdkafka's queue is full (back-pressure
     /// instead of dropping); any other failure is counted so the next flush reports it.
+    // rdkafka's delivery opaque must be a Box, so the kind's `&'static str` is boxed.
+    #[allow(clippy::redundant_allocation)]
     fn enqueue(&self, mut record: BaseRecord<'_, str, [u8], Box<&'static str>>, kind: &str) {
         loop {
             match self.producer.send(record) {
