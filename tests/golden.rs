@@ -192,3 +192,55 @@ fn golden_alert_resolve() {
     assert_eq!(features_of(&firing), vec!["f0".to_string()], "\n{s}");
     check_golden("alert_resolve", &out);
 }
+
+#[test]
+fn golden_concept_drift_trigger() {
+    // Half of the labels contradict the model from t = 35 s: the detectors fire on the error
+    // stream, and with only the concept-drift rule enabled the trigger names that alert.
+    let out = run_case("concept_drift_trigger");
+    let s = summary(&out);
+    let concept = alerts(&out, "concept_drift", Some("firing"));
+    assert!(!concept.is_empty(), "\n{s}");
+    for a in &concept {
+        assert!(ms(&a["window"]["end"]) > T0 + 35_000, "{a}");
+    }
+    let t = of_type(&out, "retrain_trigger");
+    assert_eq!(t.len(), 1, "\n{s}");
+    assert_eq!(t[0]["policy"], "concept_drift", "{}", t[0]);
+    assert!(
+        t[0]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["kind"] == "concept_drift"),
+        "{}",
+        t[0]
+    );
+    check_golden("concept_drift_trigger", &out);
+}
+
+#[test]
+fn golden_scheduled_retrain() {
+    // No drift: triggers come from the cron schedule and the model-age rule only, at least
+    // min_interval (25 s) apart, and no data-drift alert fires.
+    let out = run_case("scheduled_retrain");
+    let s = summary(&out);
+    assert!(alerts(&out, "data_drift", None).is_empty(), "\n{s}");
+    let t = of_type(&out, "retrain_trigger");
+    assert!(t.len() >= 2, "\n{s}");
+    for w in t.windows(2) {
+        assert!(
+            ms(&w[1]["window"]["end"]) - ms(&w[0]["window"]["end"]) >= 25_000,
+            "\n{s}"
+        );
+    }
+    for trig in &t {
+        let p = trig["policy"].as_str().unwrap();
+        assert!(
+            p.split('+')
+                .all(|r| r == "schedule" || r == "max_model_age"),
+            "{trig}"
+        );
+    }
+    check_golden("scheduled_retrain", &out);
+}

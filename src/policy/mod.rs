@@ -313,6 +313,11 @@ impl VersionPolicy {
             return None;
         }
         self.rule_windows += 1;
+        // Every cron occurrence is an episode of its own.
+        if rules.contains(&"schedule") {
+            self.episode_start_ms = Some(ev.bounds.end_ms);
+            self.emitted_in_episode = false;
+        }
         let episode = *self.episode_start_ms.get_or_insert(ev.bounds.end_ms);
         let scheduled = rules
             .iter()
@@ -327,15 +332,19 @@ impl VersionPolicy {
             "retrain",
             &episode.to_string(),
         ]);
-        self.emitted_in_episode = true;
         if ledger.contains(&trigger_id) {
+            // Emitted before a restart: this episode is done.
+            self.emitted_in_episode = true;
             return None;
         }
         if let Some(last) = ledger.last(&self.model_id, &self.version) {
             if ev.bounds.end_ms < last + t.min_interval.as_millis() as i64 {
+                // Too soon after the last trigger; the episode may trigger once the interval
+                // has passed if its rules still hold.
                 return None;
             }
         }
+        self.emitted_in_episode = true;
         let rule_kinds: Vec<AlertKind> = rules
             .iter()
             .filter_map(|r| match *r {
