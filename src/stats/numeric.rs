@@ -11,6 +11,8 @@
 //! F_ref - F_cur over every bin exact; only bins where the ECDF difference changes sign inside
 //! the bin contribute an error.
 
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
 
 use super::ks::{self, KsResult};
@@ -276,8 +278,78 @@ impl BinIndex {
             table,
         }
     }
+}
 
-    /// Number of edges `<= v` (so bin index with bins (-inf,e0),[e0,e1),...,[e_last,inf)).
+/// Uniform cells per finite edge of the hot-path lookup grid.
+const CELLS_PER_EDGE: usize = 4;
+
+/// Candidate ranges up to this length are scanned branch-free; longer ones bisected.
+const SCAN_MAX: usize = 16;
+
+/// Cell -> first edge position, as `u16` while the edges allow (half the cache footprint).
+#[derive(Clone, Debug, Default)]
+enum CellStarts {
+    #[default]
+    None,
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+/// Hot-path bin lookup (not serialized; derived from the edges). The grid maps a value to a
+/// cell with a monotone function, and `starts[g]` counts the edges whose own cell is below `g`:
+/// every such edge is `< v` and every edge of a higher cell is `> v`, so the bin index is
+/// `starts[g]` plus the edges of cell `g` that are `<= v`, exact without correction steps, and
+/// without reading the edges at all when the cell holds none (most cells).
+#[derive(Clone, Debug, Default)]
+struct FastIndex {
+    lo: f64,
+    hi: f64,
+    inv_w: f64,
+    last_cell: usize,
+    starts: CellStarts,
+}
+
+impl FastIndex {
+    fn new(edges: &[f64]) -> Self {
+        let mut ix = FastIndex {
+            lo: edges.first().copied().unwrap_or(0.0),
+            hi: edges.last().copied().unwrap_or(0.0),
+            ..FastIndex::default()
+        };
+        if edges.len() < 2 {
+            return ix;
+        }
+        let cells = (edges.len() * CELLS_PER_EDGE).clamp(64, 1 << 18);
+        let span = ix.hi - ix.lo;
+        let inv_w = cells as f64 / span;
+        if !(span.is_finite() && span > 0.0 && inv_w.is_finite() && inv_w > 0.0) {
+            return ix;
+        }
+        ix.inv_w = inv_w;
+        ix.last_cell = cells - 1;
+        let mut starts = vec![0u32; cells + 1];
+        for &e in edges {
+            starts[ix.cell(e) + 1] += 1;
+        }
+        for g in 1..=cells {
+            starts[g] += starts[g - 1];
+        }
+        ix.starts = if edges.len() <= u16::MAX as usize {
+            CellStarts::Narrow(starts.iter().map(|&x| x as u16).collect())
+        } else {
+            CellStarts::Wide(starts)
+        };
+        ix
+    }
+
+    /// Monotone non-decreasing in `v` (subtraction, multiplication by a positive constant and
+    /// the saturating cast all preserve order), the same function for edges and values.
+    #[inline(always)]
+    fn cell(&self, v: f64) -> usize {
+        (((v - self.lo) * self.inv_w) as usize).min(self.last_cell)
+    }
+
+    /// Number of edges `<= v` for non-NaN `v` (bins (-inf,e0),[e0,e1),...,[e_last,inf)).
     #[inline(always)]
     fn find(&self, edges: &[f64], v: f64) -> usize {
         let len = edges.len();
@@ -287,28 +359,73 @@ impl BinIndex {
         if v >= self.hi {
             return len;
         }
-        if self.inv_w == 0.0 {
-            return edges.partition_point(|&e| e <= v);
+        let g = self.cell(v);
+        let (a, b) = match &self.starts {
+            CellStarts::Narrow(t) => (t[g] as usize, t[g + 1] as usize),
+            CellStarts::Wide(t) => (t[g] as usize, t[g + 1] as usize),
+            CellStarts::None => return edges.partition_point(|&e| e <= v),
+        };
+        if a == b {
+            return a;
         }
-        let g = (((v - self.lo) * self.inv_w) as usize).min(self.cells - 1);
-        // SAFETY-free indexing: table has cells + 1 entries.
-        let a = self.table[g] as usize;
-        let b = self.table[g + 1] as usize;
         let cand = &edges[a..b];
-        let mut idx = if cand.len() <= 8 {
-            // short range: branch-free count
+        if cand.len() <= SCAN_MAX {
             a + cand.iter().map(|&e| (e <= v) as usize).sum::<usize>()
         } else {
             a + cand.partition_point(|&e| e <= v)
-        };
-        while idx > 0 && edges[idx - 1] > v {
-            idx -= 1;
         }
-        while idx < len && edges[idx] <= v {
-            idx += 1;
-        }
-        idx
     }
+}
+
+/// Reference-side terms of the window statistics, derived from the profile (not serialized).
+#[derive(Clone, Debug, Default)]
+struct EvalCache {
+    /// Reference count up to the end of bin j.
+    ref_cum: Vec<u64>,
+    /// Reference count below bin j plus the reference values equal to its lower edge.
+    ref_at_edge: Vec<u64>,
+    /// Reference offset sum of bin j divided by n_ref.
+    ref_off_n: Vec<f64>,
+    /// `ref_cum[j] / n_ref`.
+    ref_f_end: Vec<f64>,
+    /// Width of bin j (interior bins; 0 for the outer ones).
+    width: Vec<f64>,
+}
+
+impl EvalCache {
+    fn new(p: &NumericProfile) -> Self {
+        let nb = p.ref_bins.len();
+        let nr = p.n_ref as f64;
+        let mut c = EvalCache {
+            ref_cum: Vec::with_capacity(nb),
+            ref_at_edge: Vec::with_capacity(nb),
+            ref_off_n: Vec::with_capacity(nb),
+            ref_f_end: Vec::with_capacity(nb),
+            width: Vec::with_capacity(nb),
+        };
+        let mut cr = 0u64;
+        for (j, rb) in p.ref_bins.iter().enumerate() {
+            c.ref_at_edge.push(cr + rb.eq);
+            cr += rb.count;
+            c.ref_cum.push(cr);
+            c.ref_off_n.push(rb.offset_sum / nr);
+            c.ref_f_end.push(cr as f64 / nr);
+            c.width.push(if j == 0 || j == nb - 1 {
+                0.0
+            } else {
+                p.edges[j] - p.edges[j - 1]
+            });
+        }
+        c
+    }
+}
+
+/// Hot per-bin accumulator of a pane: count and sum of value offsets, 16 bytes (four bins per
+/// cache line); the rarely non-zero counts of values equal to the lower edge live apart.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+struct HotAcc {
+    count: u64,
+    offset_sum: f64,
 }
 
 /// Per-bin accumulator: count, count of values equal to the bin's lower edge, and the sum of
@@ -346,7 +463,14 @@ pub struct NumericProfile {
     /// Fine edges are exactly the distinct reference values (F_ref constant inside every bin).
     distinct_edges: bool,
     ks_exact_work_budget: Option<f64>,
+    /// Serialized lookup grid (kept so that profile files and their hashes do not change).
     index: BinIndex,
+    /// Hot-path lookup, built with the profile or on first use after loading.
+    #[serde(skip)]
+    fast: OnceLock<Box<FastIndex>>,
+    /// Reference terms of the window statistics, built on first use.
+    #[serde(skip)]
+    eval: OnceLock<Box<EvalCache>>,
 }
 
 fn dedup_sorted(v: &mut Vec<f64>) {
@@ -440,37 +564,72 @@ impl NumericProfile {
             distinct_edges,
             ks_exact_work_budget: config.ks_exact_work_budget,
             index,
+            fast: OnceLock::new(),
+            eval: OnceLock::new(),
         };
-        let mut bins = vec![BinAcc::default(); nb];
+        let _ = prof.fast.set(Box::new(FastIndex::new(&prof.edges)));
+        let mut hot = vec![HotAcc::default(); nb];
+        let mut eq = vec![0u64; nb];
         for &v in &sorted {
-            prof.accumulate(&mut bins, v);
+            prof.accumulate(&mut hot, &mut eq, v);
         }
-        for (j, b) in bins.iter().enumerate() {
+        for (j, b) in hot.iter().enumerate() {
             prof.ref_coarse[prof.coarse_of_bin[j] as usize] += b.count;
         }
-        prof.ref_bins = bins;
+        prof.ref_bins = hot
+            .iter()
+            .zip(&eq)
+            .map(|(h, &eq)| BinAcc {
+                count: h.count,
+                eq,
+                offset_sum: h.offset_sum,
+            })
+            .collect();
         prof
     }
 
+    fn eval_cache(&self) -> &EvalCache {
+        self.eval.get_or_init(|| Box::new(EvalCache::new(self)))
+    }
+
     #[inline(always)]
-    fn accumulate(&self, bins: &mut [BinAcc], v: f64) {
-        let j = self.index.find(&self.edges, v);
-        let (anchor, lower) = if j == 0 {
-            (self.edges.first().copied().unwrap_or(0.0), f64::NAN)
+    fn fast(&self) -> &FastIndex {
+        self.fast
+            .get_or_init(|| Box::new(FastIndex::new(&self.edges)))
+    }
+
+    /// Adds a non-NaN value to per-bin accumulators.
+    #[inline(always)]
+    fn accumulate(&self, hot: &mut [HotAcc], eq: &mut [u64], v: f64) {
+        let edges = &self.edges[..];
+        let j = self.fast().find(edges, v);
+        let anchor = if j == 0 {
+            edges.first().copied().unwrap_or(0.0)
         } else {
-            let e = self.edges[j - 1];
-            (e, e)
+            edges[j - 1]
         };
-        let b = &mut bins[j];
+        let b = &mut hot[j];
         b.count += 1;
-        b.eq += (v == lower) as u64;
         b.offset_sum += v - anchor;
+        if j > 0 && v == anchor {
+            eq[j] += 1;
+        }
     }
 
     /// Union bin index of a value (0 = below the first edge).
     #[inline]
     pub fn bin_of(&self, v: f64) -> usize {
-        self.index.find(&self.edges, v)
+        if v.is_nan() {
+            // As the original grid lookup answered (NaN compares false with every edge).
+            let len = self.edges.len();
+            let (lo, hi) = (self.index.lo, self.index.hi);
+            return if len >= 2 && (hi - lo).is_finite() && hi - lo > 0.0 {
+                1
+            } else {
+                0
+            };
+        }
+        self.fast().find(&self.edges, v)
     }
 
     /// Number of union bins.
@@ -532,7 +691,10 @@ impl NumericProfile {
 /// Per-pane (or per-window) summary of a numerical feature.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct NumericPane {
-    bins: Vec<BinAcc>,
+    /// Counts and offset sums per union bin (the part every value touches).
+    hot: Vec<HotAcc>,
+    /// Values equal to the bin's lower edge, per union bin.
+    eq: Vec<u64>,
     n: u64,
     n_nan: u64,
     /// Raw values while the pane holds at most [`SMALL_EXACT_CAP`] values (exact Wasserstein
@@ -547,7 +709,8 @@ impl NumericPane {
     /// Empty pane for `profile`.
     pub fn new(profile: &NumericProfile) -> Self {
         NumericPane {
-            bins: vec![BinAcc::default(); profile.n_bins()],
+            hot: vec![HotAcc::default(); profile.n_bins()],
+            eq: vec![0; profile.n_bins()],
             n: 0,
             n_nan: 0,
             small: Some(Vec::new()),
@@ -561,7 +724,7 @@ impl NumericPane {
             self.n_nan += 1;
             return;
         }
-        profile.accumulate(&mut self.bins, v);
+        profile.accumulate(&mut self.hot, &mut self.eq, v);
         self.n += 1;
         if let Some(buf) = &mut self.small {
             if buf.len() < SMALL_EXACT_CAP {
@@ -574,11 +737,13 @@ impl NumericPane {
 
     /// Adds another pane (same profile).
     pub fn merge(&mut self, other: &NumericPane) {
-        debug_assert_eq!(self.bins.len(), other.bins.len());
-        for (a, b) in self.bins.iter_mut().zip(&other.bins) {
+        debug_assert_eq!(self.hot.len(), other.hot.len());
+        for (a, b) in self.hot.iter_mut().zip(&other.hot) {
             a.count += b.count;
-            a.eq += b.eq;
             a.offset_sum += b.offset_sum;
+        }
+        for (a, b) in self.eq.iter_mut().zip(&other.eq) {
+            *a += b;
         }
         self.n += other.n;
         self.n_nan += other.n_nan;
@@ -593,15 +758,17 @@ impl NumericPane {
 
     /// Subtracts a pane previously merged into this one (sliding windows).
     pub fn unmerge(&mut self, other: &NumericPane) {
-        debug_assert_eq!(self.bins.len(), other.bins.len());
-        for (a, b) in self.bins.iter_mut().zip(&other.bins) {
+        debug_assert_eq!(self.hot.len(), other.hot.len());
+        for (a, b) in self.hot.iter_mut().zip(&other.hot) {
             a.count = a.count.saturating_sub(b.count);
-            a.eq = a.eq.saturating_sub(b.eq);
             if a.count == 0 {
                 a.offset_sum = 0.0;
             } else {
                 a.offset_sum -= b.offset_sum;
             }
+        }
+        for (a, b) in self.eq.iter_mut().zip(&other.eq) {
+            *a = a.saturating_sub(*b);
         }
         self.n = self.n.saturating_sub(other.n);
         self.n_nan = self.n_nan.saturating_sub(other.n_nan);
@@ -625,7 +792,8 @@ impl NumericPane {
 
     /// Resets to empty.
     pub fn clear(&mut self) {
-        self.bins.iter_mut().for_each(|b| *b = BinAcc::default());
+        self.hot.iter_mut().for_each(|b| *b = HotAcc::default());
+        self.eq.iter_mut().for_each(|e| *e = 0);
         self.n = 0;
         self.n_nan = 0;
         self.small = Some(Vec::new());
@@ -641,69 +809,84 @@ impl NumericPane {
         self.n_nan
     }
 
-    /// Per union-bin accumulators.
-    pub fn bins(&self) -> &[BinAcc] {
-        &self.bins
+    /// Per union-bin accumulators (assembled from the pane's separate count/sum and
+    /// equal-to-edge arrays).
+    pub fn bins(&self) -> Vec<BinAcc> {
+        self.hot
+            .iter()
+            .zip(&self.eq)
+            .map(|(h, &eq)| BinAcc {
+                count: h.count,
+                eq,
+                offset_sum: h.offset_sum,
+            })
+            .collect()
     }
 
     /// Counts per coarse bin.
     pub fn coarse_counts(&self, profile: &NumericProfile) -> Vec<u64> {
         let mut c = vec![0u64; profile.ref_coarse.len()];
-        for (j, b) in self.bins.iter().enumerate() {
-            c[profile.coarse_of_bin[j] as usize] += b.count;
+        for (b, &k) in self.hot.iter().zip(&profile.coarse_of_bin) {
+            c[k as usize] += b.count;
         }
         c
     }
 }
 
 /// KS numerator max |F_r n_c - F_c n_r| over all union edges (both the value at the edge and the
-/// left limit), as used by [`numeric_drift`].
-fn streaming_ks_numerator(profile: &NumericProfile, pane: &NumericPane) -> u128 {
-    let (nr, nc) = (profile.n_ref as u128, pane.n as u128);
-    let (mut cr, mut cc) = (0u128, 0u128);
+/// left limit), as used by [`numeric_drift`]. `cur_total` is the sum of the pane's bin counts.
+fn streaming_ks_numerator(profile: &NumericProfile, pane: &NumericPane, cur_total: u64) -> u128 {
+    let ec = profile.eval_cache();
+    let (nr, nc) = (profile.n_ref, pane.n);
+    // Every product below is at most n_r * max(n_c, 2 cur_total) (a bin's equal-to-edge count
+    // is part of its count): exact in u64 when that fits, as in the u128 fallback.
+    if (nr as u128) * (nc.max(cur_total.saturating_mul(2)) as u128) <= u64::MAX as u128 {
+        let mut cc = 0u64;
+        let mut best = 0u64;
+        for (j, (cb, &ceq)) in pane.hot.iter().zip(&pane.eq).enumerate() {
+            if j > 0 {
+                let fc = cc + ceq;
+                best = best.max((ec.ref_at_edge[j] * nc).abs_diff(fc * nr));
+            }
+            cc += cb.count;
+            best = best.max((ec.ref_cum[j] * nc).abs_diff(cc * nr));
+        }
+        return best as u128;
+    }
+    let (nr, nc) = (nr as u128, nc as u128);
+    let mut cc = 0u128;
     let mut best = 0u128;
-    for (j, (rb, cb)) in profile.ref_bins.iter().zip(&pane.bins).enumerate() {
+    for (j, (cb, &ceq)) in pane.hot.iter().zip(&pane.eq).enumerate() {
         if j > 0 {
-            let fr = cr + rb.eq as u128;
-            let fc = cc + cb.eq as u128;
+            let fr = ec.ref_at_edge[j] as u128;
+            let fc = cc + ceq as u128;
             best = best.max((fr * nc).abs_diff(fc * nr));
         }
-        cr += rb.count as u128;
         cc += cb.count as u128;
-        best = best.max((cr * nc).abs_diff(cc * nr));
+        best = best.max((ec.ref_cum[j] as u128 * nc).abs_diff(cc * nr));
     }
     best
 }
 
+/// Streaming Wasserstein-1: per bin, the integral of F_r - F_c from the cumulative counts at
+/// the bin's end and the offset sums. The reference terms come precomputed (same values).
 fn streaming_wasserstein(profile: &NumericProfile, pane: &NumericPane) -> f64 {
-    let (nr, nc) = (profile.n_ref as f64, pane.n as f64);
-    let nb = profile.ref_bins.len();
-    let (mut cr, mut cc) = (0u64, 0u64);
+    let ec = profile.eval_cache();
+    let nc = pane.n as f64;
+    let nb = pane.hot.len();
+    let mut cc = 0u64;
     let mut total = 0.0;
-    for j in 0..nb {
-        let rb = &profile.ref_bins[j];
-        let cb = &pane.bins[j];
-        let s = cb.offset_sum / nc - rb.offset_sum / nr;
+    for (j, cb) in pane.hot.iter().enumerate() {
+        // S_c/n_c - S_r/n_r; for (-inf, e0), [e_last, inf) and a single bin it is the integral.
+        let s = cb.offset_sum / nc - ec.ref_off_n[j];
+        cc += cb.count;
         let integral = if j == 0 || j == nb - 1 {
-            if j == 0 && nb > 1 {
-                // (-inf, e0): integral of F_r - F_c = -S_r/n_r + S_c/n_c
-                s
-            } else if j == nb - 1 && nb > 1 {
-                // [e_last, inf): integral = S_c/n_c - S_r/n_r
-                s
-            } else {
-                // single bin covering everything: difference of means
-                s
-            }
+            s
         } else {
-            let width = profile.edges[j] - profile.edges[j - 1];
-            let fr_end = (cr + rb.count) as f64 / nr;
-            let fc_end = (cc + cb.count) as f64 / nc;
-            (fr_end - fc_end) * width - (rb.offset_sum / nr - cb.offset_sum / nc)
+            let fc_end = cc as f64 / nc;
+            (ec.ref_f_end[j] - fc_end) * ec.width[j] + s
         };
         total += integral.abs();
-        cr += rb.count;
-        cc += cb.count;
     }
     total
 }
@@ -773,7 +956,7 @@ pub fn numeric_drift(profile: &NumericProfile, pane: &NumericPane) -> NumericDri
             shares: ShareStats::nan(),
         };
     }
-    let num = streaming_ks_numerator(profile, pane);
+    let num = streaming_ks_numerator(profile, pane, cur_coarse.iter().sum());
     let d = num as f64 / (nr as f64 * nc as f64);
     let ksr = ks::ks_from_counts(d, num, nr, nc, profile.ks_exact_work_budget);
     let w = small_exact_wasserstein(profile, pane)
