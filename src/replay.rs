@@ -45,7 +45,11 @@ pub fn replay<W: Write, D: Write>(
         .with_snapshots(SnapshotWriter::new(&snapshot_dir));
     let mut sink = JsonLinesSink::new(out, dead_letters);
     let mut stats = ReplayStats::default();
-    let name = input.display().to_string();
+    // Outputs name the file, not the directory it was replayed from (reproducible backtests).
+    let name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| input.display().to_string());
     let mut line = Vec::with_capacity(4096);
     let mut outputs = Vec::new();
     let mut number = 0i64;

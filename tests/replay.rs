@@ -320,7 +320,19 @@ fn malformed_lines_are_dead_lettered_one_each_and_good_lines_still_count() {
         "500",
     ]);
     assert!(o2.status.success());
-    assert_eq!(outs, parse_lines(&o2.stdout));
+    // Triggers name their input (file and line range), which differs between the two files.
+    let without_input = |mut v: Vec<serde_json::Value>| {
+        for o in &mut v {
+            if let Some(e) = o.get_mut("evidence").and_then(|e| e.as_object_mut()) {
+                e.remove("input");
+            }
+        }
+        v
+    };
+    assert_eq!(
+        without_input(outs.clone()),
+        without_input(parse_lines(&o2.stdout))
+    );
     assert!(!outs.is_empty() || stderr(&o2).contains("replayed"));
 }
 

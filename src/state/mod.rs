@@ -235,8 +235,8 @@ struct ModelState {
 /// Offsets of one input partition that are still needed to rebuild state.
 #[derive(Debug, Default)]
 struct OffsetTracker {
-    /// Pane index → smallest offset of an event recorded into that pane.
-    by_pane: BTreeMap<i64, i64>,
+    /// Pane index → smallest and largest offset of the events recorded into that pane.
+    by_pane: BTreeMap<i64, (i64, i64)>,
     /// Highest offset handled.
     last: Option<i64>,
 }
@@ -245,14 +245,21 @@ impl OffsetTracker {
     #[inline]
     fn note(&mut self, pane: Option<i64>, offset: i64) {
         if let Some(p) = pane {
-            let e = self.by_pane.entry(p).or_insert(offset);
-            if offset < *e {
-                *e = offset;
-            }
+            let e = self.by_pane.entry(p).or_insert((offset, offset));
+            e.0 = e.0.min(offset);
+            e.1 = e.1.max(offset);
         }
         if self.last.is_none_or(|l| offset > l) {
             self.last = Some(offset);
         }
+    }
+
+    /// First and last offset of the events recorded into panes `[first, last]`.
+    fn range(&self, first: i64, last: i64) -> Option<(i64, i64)> {
+        self.by_pane
+            .range(first..=last)
+            .map(|(_, r)| *r)
+            .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
     }
 
     /// The next offset to commit, given the oldest pane still needed.
@@ -265,7 +272,7 @@ impl OffsetTracker {
                 self.by_pane.pop_first();
             }
         }
-        let floor = self.by_pane.values().min().copied();
+        let floor = self.by_pane.values().map(|r| r.0).min();
         let next = match (floor, self.last) {
             (Some(f), _) => Some(f),
             (None, Some(l)) => Some(l + 1),
@@ -288,6 +295,8 @@ struct PartitionState {
     model_index: HashMap<String, usize>,
     joins: JoinBuffer,
     offsets: HashMap<EventKind, OffsetTracker>,
+    /// Topic (or file) the predictions of this partition come from.
+    prediction_source: Option<String>,
 }
 
 /// The monitor: all per-partition, per-model state.
@@ -468,6 +477,9 @@ impl Monitor {
         let tracker_pane;
         let outcome = match e.kind {
             EventKind::Prediction => {
+                if part.prediction_source.is_none() {
+                    part.prediction_source = Some(input.topic.to_string());
+                }
                 let version = e
                     .model_version
                     .as_deref()
@@ -607,7 +619,14 @@ impl Monitor {
         }
         part.next_close_ms = (watermark.div_euclid(self.slide_ms) + 1) * self.slide_ms;
         let cfg = &self.cfg;
-        for model in part.models.iter_mut() {
+        let slide_ms = self.slide_ms;
+        let PartitionState {
+            models,
+            offsets,
+            prediction_source,
+            ..
+        } = part;
+        for model in models.iter_mut() {
             let mut evaluations: Vec<(usize, Evaluation)> = Vec::new();
             for (vi, v) in model.versions.iter_mut().enumerate() {
                 let Phase::Active(active) = &mut v.phase else {
@@ -676,6 +695,22 @@ impl Monitor {
                     }
                 };
                 t.evidence["snapshot"] = snapshot;
+                // The input the trigger covers: offsets of the predictions in its window.
+                let panes = (
+                    ev.bounds.start_ms.div_euclid(slide_ms),
+                    (ev.bounds.end_ms - 1).div_euclid(slide_ms),
+                );
+                if let Some((from, to)) = offsets
+                    .get(&EventKind::Prediction)
+                    .and_then(|o| o.range(panes.0, panes.1))
+                {
+                    t.evidence["input"] = serde_json::json!({
+                        "topic": prediction_source.as_deref().unwrap_or(&cfg.topics.predictions),
+                        "partition": partition,
+                        "from_offset": from,
+                        "to_offset": to,
+                    });
+                }
             }
             crate::policy::canary::compare_versions(
                 cfg,
