@@ -57,6 +57,22 @@ pub struct Config {
     pub canary: CanaryConfig,
     /// CI webhooks (in addition to the Kafka topics).
     pub sinks: SinksConfig,
+    /// Per-model policy: a section given under `[models.<model_id>]` replaces the global
+    /// `[alerts]`, `[triggers]` or `[canary]` section for that model (keys it leaves out take the
+    /// built-in defaults).
+    pub models: BTreeMap<String, ModelPolicy>,
+}
+
+/// Policy sections for one model.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelPolicy {
+    /// Alert lifecycle for this model.
+    pub alerts: Option<AlertPolicyConfig>,
+    /// Retraining triggers for this model.
+    pub triggers: Option<TriggerConfig>,
+    /// Canary analysis for this model.
+    pub canary: Option<CanaryConfig>,
 }
 
 /// Alert lifecycle: when an alert fires and when it resolves.
@@ -72,6 +88,11 @@ pub struct AlertPolicyConfig {
     /// After a resolve, the same alert does not fire again for this long (event time).
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
+    /// Critical thresholds by metric name (e.g. `wasserstein = 0.3`, `accuracy = 0.7`,
+    /// `p99_ms = 500`): a firing alert whose value is at or beyond it, in the direction of the
+    /// breach, is critical. Metrics not listed are critical at twice their threshold (or, for
+    /// p-values, a fiftieth of it).
+    pub critical: BTreeMap<String, f64>,
 }
 
 impl Default for AlertPolicyConfig {
@@ -81,6 +102,7 @@ impl Default for AlertPolicyConfig {
             fire_window: 3,
             resolve_after: 3,
             cooldown: Duration::ZERO,
+            critical: BTreeMap::new(),
         }
     }
 }
@@ -781,44 +803,16 @@ impl Config {
                 p.push("latency.slo_p99_ms must be positive".into());
             }
         }
-        let a = &self.alerts;
-        if a.fire_after == 0
-            || a.fire_window == 0
-            || a.fire_after > a.fire_window
-            || a.fire_window > 32
-        {
-            p.push(
-                "alerts.fire_after must be between 1 and alerts.fire_window (at most 32)".into(),
+        validate_policies("", &self.alerts, &self.triggers, &self.canary, &mut p);
+        for (model, mp) in &self.models {
+            let prefix = format!("models.{model}.");
+            validate_policies(
+                &prefix,
+                mp.alerts.as_ref().unwrap_or(&self.alerts),
+                mp.triggers.as_ref().unwrap_or(&self.triggers),
+                mp.canary.as_ref().unwrap_or(&self.canary),
+                &mut p,
             );
-        }
-        if a.resolve_after == 0 {
-            p.push("alerts.resolve_after must be positive".into());
-        }
-        let tr = &self.triggers;
-        if tr.sustain_windows == 0 {
-            p.push("triggers.sustain_windows must be positive".into());
-        }
-        if tr.snapshot_events == 0 {
-            p.push("triggers.snapshot_events must be positive".into());
-        }
-        if let Some(expr) = &tr.schedule {
-            if let Err(e) = expr.parse::<cron::Schedule>() {
-                p.push(format!(
-                    "triggers.schedule `{expr}` is not a cron expression: {e}"
-                ));
-            }
-        }
-        let c = &self.canary;
-        if !(c.max_latency_p99_ratio.is_finite() && c.max_latency_p99_ratio >= 1.0) {
-            p.push("canary.max_latency_p99_ratio must be at least 1".into());
-        }
-        if c.failure_threshold == 0 || c.promote_after == 0 {
-            p.push("canary.failure_threshold and canary.promote_after must be positive".into());
-        }
-        if let (Some(b), Some(cand)) = (&c.baseline_version, &c.candidate_version) {
-            if b == cand {
-                p.push("canary.baseline_version and canary.candidate_version must differ".into());
-            }
         }
         for (i, w) in self.sinks.webhook.iter().enumerate() {
             for problem in w.validate() {
@@ -835,6 +829,30 @@ impl Config {
         p
     }
 
+    /// Alert policy of a model.
+    pub fn alerts_for(&self, model_id: &str) -> &AlertPolicyConfig {
+        self.models
+            .get(model_id)
+            .and_then(|m| m.alerts.as_ref())
+            .unwrap_or(&self.alerts)
+    }
+
+    /// Trigger rules of a model.
+    pub fn triggers_for(&self, model_id: &str) -> &TriggerConfig {
+        self.models
+            .get(model_id)
+            .and_then(|m| m.triggers.as_ref())
+            .unwrap_or(&self.triggers)
+    }
+
+    /// Canary analysis of a model.
+    pub fn canary_for(&self, model_id: &str) -> &CanaryConfig {
+        self.models
+            .get(model_id)
+            .and_then(|m| m.canary.as_ref())
+            .unwrap_or(&self.canary)
+    }
+
     /// The librdkafka properties common to consumers and producers, secrets resolved from the
     /// environment.
     pub fn kafka_client_properties(&self) -> BTreeMap<String, String> {
@@ -848,6 +866,60 @@ impl Config {
             }
         }
         props
+    }
+}
+
+/// Problems of the alert, trigger and canary sections; `prefix` names where they came from.
+fn validate_policies(
+    prefix: &str,
+    a: &AlertPolicyConfig,
+    tr: &TriggerConfig,
+    c: &CanaryConfig,
+    p: &mut Vec<String>,
+) {
+    if a.fire_after == 0 || a.fire_window == 0 || a.fire_after > a.fire_window || a.fire_window > 32
+    {
+        p.push(format!(
+            "{prefix}alerts.fire_after must be between 1 and alerts.fire_window (at most 32)"
+        ));
+    }
+    if a.resolve_after == 0 {
+        p.push(format!("{prefix}alerts.resolve_after must be positive"));
+    }
+    for (metric, v) in &a.critical {
+        if !v.is_finite() {
+            p.push(format!("{prefix}alerts.critical.{metric} must be a number"));
+        }
+    }
+    if tr.sustain_windows == 0 {
+        p.push(format!("{prefix}triggers.sustain_windows must be positive"));
+    }
+    if tr.snapshot_events == 0 {
+        p.push(format!("{prefix}triggers.snapshot_events must be positive"));
+    }
+    if let Some(expr) = &tr.schedule {
+        if let Err(e) = expr.parse::<cron::Schedule>() {
+            p.push(format!(
+                "{prefix}triggers.schedule `{expr}` is not a cron expression: {e}"
+            ));
+        }
+    }
+    if !(c.max_latency_p99_ratio.is_finite() && c.max_latency_p99_ratio >= 1.0) {
+        p.push(format!(
+            "{prefix}canary.max_latency_p99_ratio must be at least 1"
+        ));
+    }
+    if c.failure_threshold == 0 || c.promote_after == 0 {
+        p.push(format!(
+            "{prefix}canary.failure_threshold and canary.promote_after must be positive"
+        ));
+    }
+    if let (Some(b), Some(cand)) = (&c.baseline_version, &c.candidate_version) {
+        if b == cand {
+            p.push(format!(
+                "{prefix}canary.baseline_version and canary.candidate_version must differ"
+            ));
+        }
     }
 }
 
@@ -918,6 +990,26 @@ mod tests {
             toml::to_string(&defaults).unwrap(),
             "config/driftwatch.toml documents the defaults"
         );
+    }
+
+    #[test]
+    fn per_model_policy_replaces_the_global_section() {
+        let cfg = Config::from_toml_str(
+            r#"
+            [alerts]
+            fire_after = 1
+            [models.credit-risk.alerts]
+            fire_after = 3
+            fire_window = 3
+            critical = { wasserstein = 0.5 }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.alerts_for("credit-risk").fire_after, 3);
+        assert_eq!(cfg.alerts_for("credit-risk").critical["wasserstein"], 0.5);
+        assert_eq!(cfg.alerts_for("other").fire_after, 1);
+        let err = Config::from_toml_str("[models.m.canary]\nfailure_threshold = 0\n").unwrap_err();
+        assert!(err.problems[0].starts_with("models.m.canary."), "{err}");
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub fn compare_versions(
     clock: &Clock,
     out: &mut Vec<Output>,
 ) {
-    let c = &cfg.canary;
+    let c = cfg.canary_for(model_id);
     if !c.enabled || versions.len() < 2 {
         return;
     }
@@ -86,7 +86,7 @@ pub fn compare_versions(
         if b.summary.events < c.min_events || k.summary.events < c.min_events {
             continue;
         }
-        let checks = checks(cfg, b, k);
+        let checks = checks(c, b, k);
         if checks.iter().any(|ch| !ch.passed) {
             state.failures += 1;
             state.passes = 0;
@@ -120,8 +120,7 @@ pub fn compare_versions(
     }
 }
 
-fn checks(cfg: &Config, b: &Evaluation, k: &Evaluation) -> Vec<CanaryCheck> {
-    let c = &cfg.canary;
+fn checks(c: &crate::config::CanaryConfig, b: &Evaluation, k: &Evaluation) -> Vec<CanaryCheck> {
     let (bs, ks) = (&b.summary, &k.summary);
     let mut out = Vec::new();
     if let (Some(bp), Some(kp)) = (bs.p99_ms, ks.p99_ms) {

@@ -157,7 +157,7 @@ impl VersionPolicy {
         if self.first_seen_ms.is_none() {
             self.first_seen_ms = Some(ev.bounds.start_ms);
         }
-        let a = &cfg.alerts;
+        let a = cfg.alerts_for(&self.model_id);
         let mask = if a.fire_window >= 32 {
             u32::MAX
         } else {
@@ -192,7 +192,7 @@ impl VersionPolicy {
                             f.feature.as_deref().unwrap_or(""),
                             &ev.bounds.end_ms.to_string(),
                         ]);
-                        let severity = if f.critical {
+                        let severity = if is_critical(a, f) {
                             Severity::Critical
                         } else {
                             Severity::Warning
@@ -254,7 +254,7 @@ impl VersionPolicy {
         ledger: &mut TriggerLedger,
         out: &mut Vec<Output>,
     ) -> Option<usize> {
-        let t = &cfg.triggers;
+        let t = cfg.triggers_for(&self.model_id);
         if !t.enabled {
             return None;
         }
@@ -404,6 +404,16 @@ impl VersionPolicy {
             emitted_at: clock.stamp(ev.bounds.end_ms),
         }));
         Some(out.len() - 1)
+    }
+}
+
+/// Critical when the metric's configured critical threshold is reached in the direction of the
+/// breach; otherwise the evaluator's default rule.
+fn is_critical(a: &crate::config::AlertPolicyConfig, f: &Finding) -> bool {
+    match a.critical.get(&f.metric) {
+        Some(&crit) if f.value >= f.threshold => f.value >= crit,
+        Some(&crit) => f.value <= crit,
+        None => f.critical,
     }
 }
 
@@ -575,6 +585,39 @@ mod tests {
         let out = run(&cfg, &mut p, &mut ledger, &seq, 100);
         let a = alerts(&out);
         assert_eq!(a.len(), 2, "fired, resolved, then cooled down: {a:?}");
+    }
+
+    #[test]
+    fn critical_thresholds_per_metric_and_per_model() {
+        let mut cfg = Config::default();
+        let mut strict = crate::config::AlertPolicyConfig::default();
+        strict.critical.insert("wasserstein".into(), 0.25);
+        cfg.models.insert(
+            "m".into(),
+            crate::config::ModelPolicy {
+                alerts: Some(strict),
+                ..Default::default()
+            },
+        );
+        let severity = |cfg: &Config| {
+            let mut p = VersionPolicy::new("m", "v1");
+            let out = run(
+                cfg,
+                &mut p,
+                &mut TriggerLedger::default(),
+                &[true, true],
+                100,
+            );
+            match &out[0] {
+                Output::Alert(a) => a.severity,
+                o => panic!("{o:?}"),
+            }
+        };
+        // The value 0.3 is beyond the model's critical threshold of 0.25 ...
+        assert_eq!(severity(&cfg), Severity::Critical);
+        // ... but not twice the 0.1 threshold by the default rule (the finding says not critical).
+        cfg.models.clear();
+        assert_eq!(severity(&cfg), Severity::Warning);
     }
 
     #[test]

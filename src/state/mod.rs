@@ -796,7 +796,9 @@ fn version_slot(
         attributes: Vec::new(),
         policy: VersionPolicy::new(&model.model_id, version),
         events: 0,
-        recent: crate::sink::snapshot::RecentEvents::new(cfg.triggers.snapshot_events),
+        recent: crate::sink::snapshot::RecentEvents::new(
+            cfg.triggers_for(&model.model_id).snapshot_events,
+        ),
     });
     Some(model.versions.len() - 1)
 }
