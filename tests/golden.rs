@@ -244,3 +244,22 @@ fn golden_scheduled_retrain() {
     }
     check_golden("scheduled_retrain", &out);
 }
+
+#[test]
+fn golden_prediction_drift_trigger() {
+    // The drift in f1 and c0 moves the scores; with only the prediction-drift rule enabled the
+    // trigger names prediction-drift alerts and nothing else.
+    let out = run_case("prediction_drift_trigger");
+    let s = summary(&out);
+    let t = of_type(&out, "retrain_trigger");
+    assert_eq!(t.len(), 1, "\n{s}");
+    assert_eq!(t[0]["policy"], "prediction_drift", "{}", t[0]);
+    let reasons = t[0]["reasons"].as_array().unwrap();
+    assert!(!reasons.is_empty(), "{}", t[0]);
+    assert!(
+        reasons.iter().all(|r| r["kind"] == "prediction_drift"),
+        "{}",
+        t[0]
+    );
+    check_golden("prediction_drift_trigger", &out);
+}
