@@ -47,6 +47,8 @@ pub struct GeneratorConfig {
     pub latency_factors: Vec<f64>,
     /// Flip the ground truth of this share of labelled events after `drift_at` (concept drift).
     pub concept_flip: f64,
+    /// After `drift_at`, lower the logit of group `gender = f` by this much (a fairness breach).
+    pub fairness_bias: f64,
 }
 
 impl Default for GeneratorConfig {
@@ -67,6 +69,7 @@ impl Default for GeneratorConfig {
             label_delay_ms: 60_000,
             latency_factors: Vec::new(),
             concept_flip: 0.0,
+            fairness_bias: 0.0,
         }
     }
 }
@@ -231,6 +234,12 @@ impl Generator {
             }
             let _ = write!(line, r#""c{c}":"{}""#, CATEGORY_NAMES[k]);
         }
+        // The group is drawn before the score only when it changes the score, so streams
+        // without a fairness bias stay what they were for a seed.
+        let early_female = (cfg.fairness_bias > 0.0).then(|| self.rng.random_bool(0.5));
+        if drifting && early_female == Some(true) {
+            logit -= cfg.fairness_bias;
+        }
         let score = 1.0 / (1.0 + (-logit).exp());
         let predicted = u8::from(score >= 0.5);
         let factor = cfg.latency_factors.get(version).copied().unwrap_or(1.0);
@@ -238,7 +247,8 @@ impl Generator {
             .expect("valid")
             .sample(&mut self.rng)
             * factor;
-        let gender = if self.rng.random_bool(0.5) { "f" } else { "m" };
+        let female = early_female.unwrap_or_else(|| self.rng.random_bool(0.5));
+        let gender = if female { "f" } else { "m" };
         let region = REGIONS[self.rng.random_range(0..REGIONS.len())];
         let _ = write!(
             line,

@@ -204,6 +204,9 @@ struct GenerateArgs {
     /// Share of labels contradicting the model after the drift.
     #[arg(long, default_value_t = 0.0)]
     concept_flip: f64,
+    /// Logit penalty for group gender=f after the drift (a fairness breach).
+    #[arg(long, default_value_t = 0.0)]
+    fairness_bias: f64,
     /// Random seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -412,6 +415,7 @@ fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         label_delay_ms: a.label_delay.as_millis() as i64,
         latency_factors: a.latency_factors,
         concept_flip: a.concept_flip,
+        fairness_bias: a.fairness_bias,
     });
     if let Some(brokers) = a.brokers {
         let sent = driftwatch::generate::produce_to_kafka(

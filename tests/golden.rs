@@ -263,3 +263,31 @@ fn golden_prediction_drift_trigger() {
     );
     check_golden("prediction_drift_trigger", &out);
 }
+
+#[test]
+fn golden_fairness_trigger() {
+    // From t = 40 s group gender = f is selected far less often: a demographic-parity alert on
+    // `gender` fires after that, and with only the fairness rule enabled it is the trigger's
+    // reason.
+    let out = run_case("fairness_trigger");
+    let s = summary(&out);
+    let fair = alerts(&out, "fairness", Some("firing"));
+    assert!(!fair.is_empty(), "\n{s}");
+    for a in &fair {
+        assert_eq!(a["feature"], "gender", "{a}");
+        assert!(ms(&a["window"]["end"]) > T0 + 40_000, "{a}");
+    }
+    let t = of_type(&out, "retrain_trigger");
+    assert_eq!(t.len(), 1, "\n{s}");
+    assert_eq!(t[0]["policy"], "fairness", "{}", t[0]);
+    assert!(
+        t[0]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["kind"] == "fairness"),
+        "{}",
+        t[0]
+    );
+    check_golden("fairness_trigger", &out);
+}
