@@ -14,10 +14,11 @@ use jsonschema::{Resource, Validator};
 use serde_json::{json, Value};
 use support::*;
 
-const SCHEMAS: [&str; 7] = [
+const SCHEMAS: [&str; 8] = [
     "alert",
     "canary_verdict",
     "dead_letter",
+    "baseline_profile",
     "features",
     "label",
     "prediction",
@@ -356,5 +357,31 @@ fn decoder_accepts_exactly_what_the_schemas_accept() {
         disagreements.is_empty(),
         "decoder and schemas disagree:\n{}",
         disagreements.join("\n")
+    );
+}
+
+#[test]
+fn built_and_bootstrapped_profiles_validate() {
+    use driftwatch::baseline::{BuildLimits, ProfileBuilder};
+    use driftwatch::event::FeatureValue;
+    let v = validator("baseline_profile");
+    let mut b = ProfileBuilder::new("m", Some("v1"), "bootstrap", BuildLimits::default());
+    for i in 0..3000u32 {
+        b.push_feature("x", &FeatureValue::Number(f64::from(i % 97) * 0.5));
+        b.push_feature("few", &FeatureValue::Number(f64::from(i % 3)));
+        let c = ["a", "b", "c"][(i % 3) as usize];
+        b.push_feature("c", &FeatureValue::Text(c.into()));
+        b.push_prediction(
+            Some(f64::from(i % 100) / 100.0),
+            Some(if i % 2 == 0 { "1" } else { "0" }),
+        );
+        b.push_latency(f64::from(i % 40) + 0.5);
+        b.end_row();
+    }
+    let p = b.finish().unwrap();
+    assert_valid(
+        &v,
+        "bootstrapped profile",
+        &serde_json::to_value(&p).unwrap(),
     );
 }
