@@ -119,14 +119,6 @@ pub struct GroupIndex {
 }
 
 impl GroupIndex {
-    /// Index of `group`, or of `__other__` when the group was not kept.
-    pub fn find(&self, group: &str) -> Option<u16> {
-        self.index
-            .get(group)
-            .or_else(|| self.index.get(crate::stats::OTHER))
-            .copied()
-    }
-
     fn get_or_insert(&mut self, group: &str, max: usize, counts: &mut Counts) -> u16 {
         if let Some(&i) = self.index.get(group) {
             return i;
@@ -506,7 +498,7 @@ impl Monitor {
                         .note(None, input.offset);
                     return "limit";
                 };
-                let (outcome, pane) = record_prediction(
+                let (outcome, pane, groups) = record_prediction(
                     &mut model.versions[vi],
                     e,
                     input.offset,
@@ -540,16 +532,7 @@ impl Monitor {
                         .push(e.timestamp_ms, input.payload);
                 }
                 if matches!(outcome, "recorded" | "bootstrap" | "bootstrapped") {
-                    let v = &model.versions[vi];
                     let p = e.prediction.as_ref().expect("predictions have a payload");
-                    let mut groups = [NO_GROUP; MAX_JOIN_ATTRIBUTES];
-                    for (slot, (attr, group)) in groups.iter_mut().zip(&e.attributes) {
-                        if let Some(ai) = v.attributes.iter().position(|a| a.attribute == *attr) {
-                            if let Some(gi) = v.attributes[ai].find(group) {
-                                *slot = (ai as u16, gi);
-                            }
-                        }
-                    }
                     let evicted = part.joins.insert(
                         &e.event_id,
                         Pending {
@@ -826,17 +809,24 @@ fn predicted_positive(p: &crate::event::Prediction<'_>) -> Option<bool> {
     }
 }
 
-/// Records a prediction; returns the outcome label and the pane index it went into.
+/// Group indices of one prediction: (attribute index, group index) pairs, unused slots
+/// [`NO_GROUP`].
+type Groups = [(u16, u16); MAX_JOIN_ATTRIBUTES];
+
+/// Records a prediction; returns the outcome label, the pane index it went into and the
+/// prediction's group indices (resolved once, for the pane and for the label join).
 fn record_prediction(
     v: &mut VersionState,
     e: &Event<'_>,
     offset: i64,
     cfg: &Config,
     counts: &mut Counts,
-) -> (&'static str, Option<i64>) {
+) -> (&'static str, Option<i64>, Groups) {
     v.events += 1;
     // Attributes are indexed whatever the phase, so joins can carry group indices.
     let wanted = &cfg.fairness.attributes;
+    let mut groups = [NO_GROUP; MAX_JOIN_ATTRIBUTES];
+    let mut slots = groups.iter_mut();
     for (attr, group) in &e.attributes {
         if !wanted.is_empty() && !wanted.iter().any(|w| w == attr) {
             continue;
@@ -855,7 +845,10 @@ fn record_prediction(
                 v.attributes.len() - 1
             }
         };
-        v.attributes[ai].get_or_insert(group, cfg.limits.max_groups, counts);
+        let gi = v.attributes[ai].get_or_insert(group, cfg.limits.max_groups, counts);
+        if let Some(slot) = slots.next() {
+            *slot = (ai as u16, gi);
+        }
     }
     match &mut v.phase {
         Phase::Bootstrapping { builder, pin } => {
@@ -877,21 +870,21 @@ fn record_prediction(
                             "baseline bootstrapped"
                         );
                         v.phase = Phase::Active(Box::new(activate(Arc::new(profile), cfg)));
-                        return ("bootstrapped", None);
+                        return ("bootstrapped", None, groups);
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "baseline bootstrap failed; collecting again");
                     }
                 }
             }
-            ("bootstrap", None)
+            ("bootstrap", None, groups)
         }
         Phase::Active(a) => {
             let idx = a.window.pane_of(e.timestamp_ms);
             let mark = v.events;
             let Some(pane) = a.window.pane_mut(e.timestamp_ms) else {
                 counts.late += 1;
-                return ("late", None);
+                return ("late", None, groups);
             };
             record_into_pane(
                 pane,
@@ -904,20 +897,16 @@ fn record_prediction(
             );
             if let Some(p) = &e.prediction {
                 let positive = predicted_positive(p);
-                for (attr, group) in &e.attributes {
-                    if let Some(ai) = v.attributes.iter().position(|x| x.attribute == *attr) {
-                        if let Some(gi) = v.attributes[ai].find(group) {
-                            let sel = &mut pane.attribute_mut(ai).selection;
-                            if sel.len() <= gi as usize {
-                                sel.resize(gi as usize + 1, Default::default());
-                            }
-                            sel[gi as usize].n += 1;
-                            sel[gi as usize].positive += u64::from(positive == Some(true));
-                        }
+                for &(ai, gi) in groups.iter().filter(|g| **g != NO_GROUP) {
+                    let sel = &mut pane.attribute_mut(ai as usize).selection;
+                    if sel.len() <= gi as usize {
+                        sel.resize(gi as usize + 1, Default::default());
                     }
+                    sel[gi as usize].n += 1;
+                    sel[gi as usize].positive += u64::from(positive == Some(true));
                 }
             }
-            ("recorded", Some(idx))
+            ("recorded", Some(idx), groups)
         }
     }
 }
