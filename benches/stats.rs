@@ -15,14 +15,12 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use driftwatch::stats::categorical::{
-    categorical_drift, CategoricalPane, CategoricalProfile, CategoricalProfileConfig,
+    CategoricalPane, CategoricalProfile, CategoricalProfileConfig,
 };
 use driftwatch::stats::drift::{
-    categorical_feature_drift, dataset_drift, numeric_feature_drift, MethodOverride,
+    dataset_drift, evaluate_categorical, evaluate_numeric, MethodOverride,
 };
-use driftwatch::stats::numeric::{
-    numeric_drift, NumericPane, NumericProfile, NumericProfileConfig,
-};
+use driftwatch::stats::numeric::{NumericPane, NumericProfile, NumericProfileConfig};
 
 const NUMERIC: usize = 20;
 const CATEGORICAL: usize = 5;
@@ -150,12 +148,10 @@ fn evaluate_window(s: &Setup, w: &Panes) -> usize {
     let ov = MethodOverride::default();
     let mut verdicts = Vec::with_capacity(NUMERIC + CATEGORICAL);
     for (prof, pane) in s.numeric.iter().zip(&w.numeric) {
-        let d = numeric_drift(prof, pane);
-        verdicts.push(numeric_feature_drift(&d, prof, pane, &ov));
+        verdicts.push(black_box(evaluate_numeric(prof, pane, &ov)).1);
     }
     for (prof, pane) in s.categorical.iter().zip(&w.categorical) {
-        let d = categorical_drift(prof, pane);
-        verdicts.push(categorical_feature_drift(&d, &ov));
+        verdicts.push(black_box(evaluate_categorical(prof, pane, &ov)).1);
     }
     dataset_drift(&verdicts, 0.5).n_drifted
 }

@@ -11,13 +11,11 @@ use crate::output::{AlertKind, ReferenceRef};
 use crate::state::pane::{FeaturePane, Pane};
 use crate::state::window::WindowBounds;
 use crate::state::GroupIndex;
-use crate::stats::categorical::categorical_drift;
 use crate::stats::drift::{
-    categorical_feature_drift, dataset_drift, numeric_feature_drift, DatasetDrift, FeatureDrift,
+    dataset_drift, evaluate_categorical, evaluate_numeric, DatasetDrift, DriftMethod, FeatureDrift,
     MethodOverride,
 };
 use crate::stats::latency::{LatencyReport, REPORT_QUANTILES};
-use crate::stats::numeric::numeric_drift;
 
 /// One check's result on one window.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,13 +116,11 @@ fn feature_drift(
             if p.n() == 0 {
                 return None;
             }
-            let d = numeric_drift(prof, p);
-            let v = numeric_feature_drift(&d, prof, p, &ov);
-            let ev = json!({
+            let (d, v) = evaluate_numeric(prof, p, &ov);
+            let mut ev = json!({
                 "n_reference": d.n_reference,
                 "n_current": d.n_current,
                 "ks_statistic": finite(d.ks.statistic),
-                "ks_pvalue": finite(d.ks.pvalue),
                 "wasserstein": finite(d.wasserstein),
                 "wasserstein_normed": finite(d.wasserstein_normed),
                 "psi": finite(d.shares.psi),
@@ -133,14 +129,16 @@ fn feature_drift(
                 "reference_bin_counts": d.reference_bin_counts,
                 "current_bin_counts": d.current_bin_counts,
             });
+            if v.method == DriftMethod::Ks {
+                ev["ks_pvalue"] = finite(d.ks.pvalue);
+            }
             Some((v, ev))
         }
         (FeatureKind::Categorical(prof), FeaturePane::Categorical(p)) => {
             if p.n() == 0 {
                 return None;
             }
-            let d = categorical_drift(prof, p);
-            let v = categorical_feature_drift(&d, &ov);
+            let (d, v) = evaluate_categorical(prof, p, &ov);
             let ev = json!({
                 "n_reference": d.n_reference,
                 "n_current": d.n_current,

@@ -150,10 +150,13 @@ fn merge_feature(
 ) {
     match (a, b) {
         (FeaturePane::Numeric(a), FeaturePane::Numeric(b)) => {
+            let FeatureKind::Numeric(prof) = &fp.kind else {
+                unreachable!("pane and profile agree")
+            };
             if add {
-                a.merge(b)
+                a.merge(prof, b)
             } else {
-                a.unmerge(b)
+                a.unmerge(prof, b)
             }
         }
         (FeaturePane::Categorical(a), FeaturePane::Categorical(b)) => {
@@ -238,7 +241,31 @@ impl Pane {
     }
 }
 
+impl Pane {
+    /// Bins every staged numerical value (see [`NumericPane`]).
+    pub fn flush(&mut self) {
+        let profile = Arc::clone(&self.profile);
+        let features = self.features.iter_mut().zip(&profile.features);
+        let outputs = [
+            (self.prediction.as_mut(), profile.prediction.as_ref()),
+            (
+                self.predicted_label.as_mut(),
+                profile.predicted_label.as_ref(),
+            ),
+        ];
+        let outputs = outputs.into_iter().filter_map(|(p, fp)| Some((p?, fp?)));
+        for (pane, fp) in features.chain(outputs) {
+            if let (FeaturePane::Numeric(p), FeatureKind::Numeric(prof)) = (pane, &fp.kind) {
+                p.flush(prof);
+            }
+        }
+    }
+}
+
 impl PaneSummary for Pane {
+    fn seal(&mut self) {
+        self.flush();
+    }
     fn merge(&mut self, other: &Self) {
         self.combine(other, true);
     }

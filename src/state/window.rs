@@ -9,6 +9,10 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// A summary that can be added to and subtracted from an aggregate.
 pub trait PaneSummary {
+    /// Called once when the pane closes, before it is merged into the window: a summary that
+    /// buffers work (see `NumericPane`) completes it here so that the pane is merged and later
+    /// un-merged in its final form.
+    fn seal(&mut self) {}
     /// Adds `other` into `self`.
     fn merge(&mut self, other: &Self);
     /// Subtracts `other`, previously merged, from `self`.
@@ -104,10 +108,11 @@ impl<P: PaneSummary + Clone> SlidingWindow<P> {
                     continue;
                 }
             }
-            let pane = match self.open.remove(&next) {
+            let mut pane = match self.open.remove(&next) {
                 Some(p) => p,
                 None => self.empty.clone(),
             };
+            pane.seal();
             self.aggregate.merge(&pane);
             self.ring.push_back((next, pane));
             if self.ring.len() > self.panes_per_window {

@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::categorical::{categorical_stats, CategoricalDrift};
-use super::numeric::{NumericDrift, NumericPane, NumericProfile};
+use super::categorical::{
+    categorical_drift, categorical_stats, CategoricalDrift, CategoricalPane, CategoricalProfile,
+};
+use super::numeric::{numeric_drift_with, NumericDrift, NumericPane, NumericProfile};
 
 /// Statistical test / distance used to decide drift for one feature.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -166,7 +168,7 @@ pub fn numeric_as_categorical(profile: &NumericProfile, pane: &NumericPane) -> C
     let mut rc = Vec::new();
     let mut cc = Vec::new();
     let ref_bins = profile.reference_bin_counts();
-    for (j, (r, c)) in ref_bins.iter().zip(pane.bins()).enumerate() {
+    for (j, (r, c)) in ref_bins.iter().zip(pane.bins(profile)).enumerate() {
         if *r > 0 || c.count > 0 {
             names.push(if j == 0 {
                 "<min".to_string()
@@ -222,6 +224,36 @@ pub fn numeric_feature_drift(
         threshold: t,
         drifted: m.decide(score, t),
     }
+}
+
+/// Drift of one numerical feature's window as the live monitor evaluates it: the statistics
+/// and the verdict. The KS p-values (up to milliseconds for windows of thousands of values)
+/// are computed only when KS is the method deciding drift; otherwise they are NaN.
+pub fn evaluate_numeric(
+    profile: &NumericProfile,
+    window: &NumericPane,
+    ov: &MethodOverride,
+) -> (NumericDrift, FeatureDrift) {
+    let default = default_method(
+        FeatureKind::Numerical,
+        profile.n_reference(),
+        profile.n_distinct(),
+    );
+    let (method, _) = resolve(default, ov);
+    let d = numeric_drift_with(profile, window, method == DriftMethod::Ks);
+    let verdict = numeric_feature_drift(&d, profile, window, ov);
+    (d, verdict)
+}
+
+/// Drift of one categorical feature's window: the statistics and the verdict.
+pub fn evaluate_categorical(
+    profile: &CategoricalProfile,
+    window: &CategoricalPane,
+    ov: &MethodOverride,
+) -> (CategoricalDrift, FeatureDrift) {
+    let d = categorical_drift(profile, window);
+    let verdict = categorical_feature_drift(&d, ov);
+    (d, verdict)
 }
 
 /// Dataset-level drift summary.

@@ -40,6 +40,18 @@ pub struct KsResult {
     pub pvalue_asymp: f64,
 }
 
+impl KsResult {
+    /// The result for an empty sample: every number NaN.
+    pub fn undefined() -> Self {
+        KsResult {
+            statistic: f64::NAN,
+            pvalue: f64::NAN,
+            method: KsMethod::Asymp,
+            pvalue_asymp: f64::NAN,
+        }
+    }
+}
+
 fn gcd(mut a: u64, mut b: u64) -> u64 {
     while b != 0 {
         let t = a % b;
@@ -214,6 +226,32 @@ fn round_half_even(x: f64) -> f64 {
     }
 }
 
+/// The `ks_2samp` statistic alone, from the lattice numerator of D, with both p-values NaN:
+/// for windows where KS does not decide drift and the p-values' cost is not needed.
+pub fn ks_statistic_only(d_float: f64, d_num: u128, n1: u64, n2: u64) -> KsResult {
+    if n1 == 0 || n2 == 0 {
+        return KsResult::undefined();
+    }
+    let exact = n1.max(n2) <= MAX_AUTO_N;
+    let statistic = if exact {
+        let g = gcd(n1, n2);
+        let lcm = (n1 / g) as u128 * n2 as u128;
+        (d_num / g as u128) as f64 / lcm as f64
+    } else {
+        d_float
+    };
+    KsResult {
+        statistic,
+        pvalue: f64::NAN,
+        method: if exact {
+            KsMethod::Exact
+        } else {
+            KsMethod::Asymp
+        },
+        pvalue_asymp: f64::NAN,
+    }
+}
+
 /// Full `ks_2samp` result from the lattice numerator of D (`D = num / (n1*n2)`) and the float
 /// statistic scipy reports in asymp mode. `exact_work_budget` caps the cost of the exact
 /// method (roughly max(n1,n2) * band width operations); `None` means no cap (scipy behaviour).
@@ -225,12 +263,7 @@ pub fn ks_from_counts(
     exact_work_budget: Option<f64>,
 ) -> KsResult {
     if n1 == 0 || n2 == 0 {
-        return KsResult {
-            statistic: f64::NAN,
-            pvalue: f64::NAN,
-            method: KsMethod::Asymp,
-            pvalue_asymp: f64::NAN,
-        };
+        return KsResult::undefined();
     }
     let g = gcd(n1, n2);
     let lcm = (n1 / g) as u128 * n2 as u128;

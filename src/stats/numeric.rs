@@ -377,46 +377,62 @@ impl FastIndex {
     }
 }
 
-/// Reference-side terms of the window statistics, derived from the profile (not serialized).
+/// Reference-side terms of one union bin for the window statistics.
+#[derive(Clone, Copy, Debug, Default)]
+struct RefTerms {
+    /// Reference count up to the end of the bin.
+    cum: u64,
+    /// Reference count below the bin plus the reference values equal to its lower edge.
+    at_edge: u64,
+    /// Reference offset sum of the bin divided by n_ref.
+    off_n: f64,
+    /// `cum / n_ref`.
+    f_end: f64,
+    /// Width of the bin (interior bins; 0 for the outer ones).
+    width: f64,
+    /// `f_end * width - off_n`: the reference part of the bin's Wasserstein integral.
+    w_ref: f64,
+    /// Whether reference values equal the bin's lower edge (`at_edge` differs from the
+    /// previous bin's `cum`).
+    ref_eq: bool,
+    /// Coarse bin of the union bin.
+    coarse: u32,
+}
+
+/// Reference-side terms of the window statistics, derived from the profile (not serialized),
+/// one record per union bin so that a window pass reads one array besides the pane's.
 #[derive(Clone, Debug, Default)]
 struct EvalCache {
-    /// Reference count up to the end of bin j.
-    ref_cum: Vec<u64>,
-    /// Reference count below bin j plus the reference values equal to its lower edge.
-    ref_at_edge: Vec<u64>,
-    /// Reference offset sum of bin j divided by n_ref.
-    ref_off_n: Vec<f64>,
-    /// `ref_cum[j] / n_ref`.
-    ref_f_end: Vec<f64>,
-    /// Width of bin j (interior bins; 0 for the outer ones).
-    width: Vec<f64>,
+    bins: Vec<RefTerms>,
 }
 
 impl EvalCache {
     fn new(p: &NumericProfile) -> Self {
         let nb = p.ref_bins.len();
         let nr = p.n_ref as f64;
-        let mut c = EvalCache {
-            ref_cum: Vec::with_capacity(nb),
-            ref_at_edge: Vec::with_capacity(nb),
-            ref_off_n: Vec::with_capacity(nb),
-            ref_f_end: Vec::with_capacity(nb),
-            width: Vec::with_capacity(nb),
-        };
+        let mut bins = Vec::with_capacity(nb);
         let mut cr = 0u64;
         for (j, rb) in p.ref_bins.iter().enumerate() {
-            c.ref_at_edge.push(cr + rb.eq);
+            let at_edge = cr + rb.eq;
             cr += rb.count;
-            c.ref_cum.push(cr);
-            c.ref_off_n.push(rb.offset_sum / nr);
-            c.ref_f_end.push(cr as f64 / nr);
-            c.width.push(if j == 0 || j == nb - 1 {
+            let (off_n, f_end) = (rb.offset_sum / nr, cr as f64 / nr);
+            let width = if j == 0 || j == nb - 1 {
                 0.0
             } else {
                 p.edges[j] - p.edges[j - 1]
+            };
+            bins.push(RefTerms {
+                cum: cr,
+                at_edge,
+                off_n,
+                f_end,
+                width,
+                w_ref: f_end * width - off_n,
+                ref_eq: rb.eq > 0,
+                coarse: p.coarse_of_bin[j],
             });
         }
-        c
+        EvalCache { bins }
     }
 }
 
@@ -601,8 +617,14 @@ impl NumericProfile {
     /// Adds a non-NaN value to per-bin accumulators.
     #[inline(always)]
     fn accumulate(&self, hot: &mut [HotAcc], eq: &mut [u64], v: f64) {
+        self.accumulate_with(self.fast(), hot, eq, v)
+    }
+
+    /// [`Self::accumulate`] with the lookup grid at hand.
+    #[inline(always)]
+    fn accumulate_with(&self, ix: &FastIndex, hot: &mut [HotAcc], eq: &mut [u64], v: f64) {
         let edges = &self.edges[..];
-        let j = self.fast().find(edges, v);
+        let j = ix.find(edges, v);
         let anchor = if j == 0 {
             edges.first().copied().unwrap_or(0.0)
         } else {
@@ -689,21 +711,33 @@ impl NumericProfile {
 }
 
 /// Per-pane (or per-window) summary of a numerical feature.
+///
+/// Recorded values are staged in a small buffer and binned [`STAGE_CAP`] at a time: binning
+/// one feature's values together keeps that feature's lookup grid and bins in the core's cache,
+/// where binning each value as it arrives (one event's features one after another) touches
+/// every feature's tables in turn. Everything that reads the bins sees the staged values too.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct NumericPane {
     /// Counts and offset sums per union bin (the part every value touches).
     hot: Vec<HotAcc>,
     /// Values equal to the bin's lower edge, per union bin.
     eq: Vec<u64>,
+    /// Non-NaN values recorded, staged ones included.
     n: u64,
     n_nan: u64,
-    /// Raw values while the pane holds at most [`SMALL_EXACT_CAP`] values (exact Wasserstein
-    /// for tiny windows); `None` once exceeded.
+    /// Raw values while the pane holds at most [`SMALL_EXACT_CAP`] binned values (exact
+    /// Wasserstein for tiny windows); `None` once exceeded.
     small: Option<Vec<f64>>,
+    /// Recorded values not binned yet (fewer than [`STAGE_CAP`]).
+    #[serde(default)]
+    staged: Vec<f64>,
 }
 
 /// Windows with at most this many values keep their raw values for an exact Wasserstein.
 pub const SMALL_EXACT_CAP: usize = 64;
+
+/// Values staged per numerical feature before they are binned together.
+pub const STAGE_CAP: usize = 128;
 
 impl NumericPane {
     /// Empty pane for `profile`.
@@ -714,6 +748,7 @@ impl NumericPane {
             n: 0,
             n_nan: 0,
             small: Some(Vec::new()),
+            staged: Vec::new(),
         }
     }
 
@@ -724,19 +759,50 @@ impl NumericPane {
             self.n_nan += 1;
             return;
         }
-        profile.accumulate(&mut self.hot, &mut self.eq, v);
         self.n += 1;
+        if self.staged.capacity() == 0 {
+            self.staged.reserve_exact(STAGE_CAP);
+        }
+        self.staged.push(v);
+        if self.staged.len() == STAGE_CAP {
+            self.flush(profile);
+        }
+    }
+
+    /// Bins the staged values.
+    pub fn flush(&mut self, profile: &NumericProfile) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let ix = profile.fast();
+        for &v in &self.staged {
+            profile.accumulate_with(ix, &mut self.hot, &mut self.eq, v);
+        }
         if let Some(buf) = &mut self.small {
-            if buf.len() < SMALL_EXACT_CAP {
-                buf.push(v);
+            if buf.len() + self.staged.len() <= SMALL_EXACT_CAP {
+                buf.extend_from_slice(&self.staged);
             } else {
                 self.small = None;
             }
         }
+        self.staged.clear();
+    }
+
+    /// This pane with every value binned: itself when nothing is staged, else a binned copy.
+    pub fn binned(&self, profile: &NumericProfile) -> std::borrow::Cow<'_, NumericPane> {
+        if self.staged.is_empty() {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            let mut p = self.clone();
+            p.flush(profile);
+            std::borrow::Cow::Owned(p)
+        }
     }
 
     /// Adds another pane (same profile).
-    pub fn merge(&mut self, other: &NumericPane) {
+    pub fn merge(&mut self, profile: &NumericProfile, other: &NumericPane) {
+        self.flush(profile);
+        let other = other.binned(profile);
         debug_assert_eq!(self.hot.len(), other.hot.len());
         for (a, b) in self.hot.iter_mut().zip(&other.hot) {
             a.count += b.count;
@@ -757,7 +823,9 @@ impl NumericPane {
     }
 
     /// Subtracts a pane previously merged into this one (sliding windows).
-    pub fn unmerge(&mut self, other: &NumericPane) {
+    pub fn unmerge(&mut self, profile: &NumericProfile, other: &NumericPane) {
+        self.flush(profile);
+        let other = other.binned(profile);
         debug_assert_eq!(self.hot.len(), other.hot.len());
         for (a, b) in self.hot.iter_mut().zip(&other.hot) {
             a.count = a.count.saturating_sub(b.count);
@@ -797,6 +865,7 @@ impl NumericPane {
         self.n = 0;
         self.n_nan = 0;
         self.small = Some(Vec::new());
+        self.staged.clear();
     }
 
     /// Number of non-NaN values recorded.
@@ -811,10 +880,11 @@ impl NumericPane {
 
     /// Per union-bin accumulators (assembled from the pane's separate count/sum and
     /// equal-to-edge arrays).
-    pub fn bins(&self) -> Vec<BinAcc> {
-        self.hot
+    pub fn bins(&self, profile: &NumericProfile) -> Vec<BinAcc> {
+        let p = self.binned(profile);
+        p.hot
             .iter()
-            .zip(&self.eq)
+            .zip(&p.eq)
             .map(|(h, &eq)| BinAcc {
                 count: h.count,
                 eq,
@@ -825,8 +895,9 @@ impl NumericPane {
 
     /// Counts per coarse bin.
     pub fn coarse_counts(&self, profile: &NumericProfile) -> Vec<u64> {
+        let p = self.binned(profile);
         let mut c = vec![0u64; profile.ref_coarse.len()];
-        for (b, &k) in self.hot.iter().zip(&profile.coarse_of_bin) {
+        for (b, &k) in p.hot.iter().zip(&profile.coarse_of_bin) {
             c[k as usize] += b.count;
         }
         c
@@ -846,10 +917,10 @@ fn streaming_ks_numerator(profile: &NumericProfile, pane: &NumericPane, cur_tota
         for (j, (cb, &ceq)) in pane.hot.iter().zip(&pane.eq).enumerate() {
             if j > 0 {
                 let fc = cc + ceq;
-                best = best.max((ec.ref_at_edge[j] * nc).abs_diff(fc * nr));
+                best = best.max((ec.bins[j].at_edge * nc).abs_diff(fc * nr));
             }
             cc += cb.count;
-            best = best.max((ec.ref_cum[j] * nc).abs_diff(cc * nr));
+            best = best.max((ec.bins[j].cum * nc).abs_diff(cc * nr));
         }
         return best as u128;
     }
@@ -858,14 +929,98 @@ fn streaming_ks_numerator(profile: &NumericProfile, pane: &NumericPane, cur_tota
     let mut best = 0u128;
     for (j, (cb, &ceq)) in pane.hot.iter().zip(&pane.eq).enumerate() {
         if j > 0 {
-            let fr = ec.ref_at_edge[j] as u128;
+            let fr = ec.bins[j].at_edge as u128;
             let fc = cc + ceq as u128;
             best = best.max((fr * nc).abs_diff(fc * nr));
         }
         cc += cb.count as u128;
-        best = best.max((ec.ref_cum[j] as u128 * nc).abs_diff(cc * nr));
+        best = best.max((ec.bins[j].cum as u128 * nc).abs_diff(cc * nr));
     }
     best
+}
+
+/// KS numerator, Wasserstein-1 and coarse counts of a window in one pass over the union bins
+/// (the three loops of [`streaming_ks_numerator`], [`streaming_wasserstein`] and
+/// [`NumericPane::coarse_counts`] fused, with two Wasserstein partial sums so that consecutive
+/// bins do not wait on each other). `None` when the KS products may not fit in `u64`; the
+/// callers then use the separate functions.
+fn fused_window_pass(profile: &NumericProfile, pane: &NumericPane) -> Option<(u64, f64, Vec<u64>)> {
+    let ec = profile.eval_cache();
+    let (nr, nc) = (profile.n_ref, pane.n);
+    let nb = pane.hot.len();
+    // The bin counts sum to n_c and a bin's equal-to-edge count is part of its count, so
+    // every product below is at most 2 n_r n_c.
+    if 2 * (nr as u128) * (nc as u128) > u64::MAX as u128 {
+        return None;
+    }
+    let inv_nc = 1.0 / nc as f64;
+    let mut coarse = vec![0u64; profile.ref_coarse.len()];
+    let (hot, eq, rt) = (&pane.hot[..nb], &pane.eq[..nb], &ec.bins[..nb]);
+    let mut acc = FusedAcc::default();
+    // Two bins per step: each has its own Wasserstein partial sum.
+    let mut j = 0;
+    while j + 1 < nb {
+        acc.bin(hot[j], eq[j], &rt[j], nr, nc, inv_nc, 0, &mut coarse);
+        acc.bin(
+            hot[j + 1],
+            eq[j + 1],
+            &rt[j + 1],
+            nr,
+            nc,
+            inv_nc,
+            1,
+            &mut coarse,
+        );
+        j += 2;
+    }
+    if j < nb {
+        acc.bin(hot[j], eq[j], &rt[j], nr, nc, inv_nc, 0, &mut coarse);
+    }
+    Some((acc.best, acc.w[0] + acc.w[1], coarse))
+}
+
+/// Running state of [`fused_window_pass`].
+#[derive(Default)]
+struct FusedAcc {
+    /// Current values up to the end of the last bin.
+    cc: u64,
+    /// KS numerator so far.
+    best: u64,
+    /// Wasserstein partial sums.
+    w: [f64; 2],
+}
+
+impl FusedAcc {
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn bin(
+        &mut self,
+        cb: HotAcc,
+        eq: u64,
+        r: &RefTerms,
+        nr: u64,
+        nc: u64,
+        inv_nc: f64,
+        lane: usize,
+        coarse: &mut [u64],
+    ) {
+        // KS at the edge itself (the left limit plus the values equal to it); without values
+        // equal to the edge on either side it is the previous bin's end, already counted.
+        // Bin 0 has no lower edge and both of its equal-to-edge counts are 0.
+        if eq != 0 || r.ref_eq {
+            self.best = self
+                .best
+                .max((r.at_edge * nc).abs_diff((self.cc + eq) * nr));
+        }
+        self.cc += cb.count;
+        self.best = self.best.max((r.cum * nc).abs_diff(self.cc * nr));
+        // Wasserstein: (F_r - F_c at the bin's end) times its width (0 for the outer bins)
+        // plus S_c/n_c - S_r/n_r.
+        // (counts fit in i64; the signed conversion is one instruction, the unsigned one is not)
+        let integral = r.w_ref + (cb.offset_sum - self.cc as i64 as f64 * r.width) * inv_nc;
+        self.w[lane] += integral.abs();
+        coarse[r.coarse as usize] += cb.count;
+    }
 }
 
 /// Streaming Wasserstein-1: per bin, the integral of F_r - F_c from the cumulative counts at
@@ -878,13 +1033,13 @@ fn streaming_wasserstein(profile: &NumericProfile, pane: &NumericPane) -> f64 {
     let mut total = 0.0;
     for (j, cb) in pane.hot.iter().enumerate() {
         // S_c/n_c - S_r/n_r; for (-inf, e0), [e_last, inf) and a single bin it is the integral.
-        let s = cb.offset_sum / nc - ec.ref_off_n[j];
+        let s = cb.offset_sum / nc - ec.bins[j].off_n;
         cc += cb.count;
         let integral = if j == 0 || j == nb - 1 {
             s
         } else {
             let fc_end = cc as f64 / nc;
-            (ec.ref_f_end[j] - fc_end) * ec.width[j] + s
+            (ec.bins[j].f_end - fc_end) * ec.bins[j].width + s
         };
         total += integral.abs();
     }
@@ -940,9 +1095,21 @@ fn small_exact_wasserstein(profile: &NumericProfile, pane: &NumericPane) -> Opti
 /// All numerical drift statistics of a window summary against the profile.
 /// With an empty window or reference, the statistics are NaN and the counts are returned.
 pub fn numeric_drift(profile: &NumericProfile, pane: &NumericPane) -> NumericDrift {
-    let cur_coarse = pane.coarse_counts(profile);
+    numeric_drift_with(profile, pane, true)
+}
+
+/// [`numeric_drift`], with the KS p-values only when `ks_pvalues` (otherwise NaN): the
+/// exact lattice and `kstwo` p-values cost up to milliseconds for windows of thousands of
+/// values, and the live monitor needs them only where KS decides drift.
+pub fn numeric_drift_with(
+    profile: &NumericProfile,
+    pane: &NumericPane,
+    ks_pvalues: bool,
+) -> NumericDrift {
+    let pane = &*pane.binned(profile);
     let (nr, nc) = (profile.n_ref, pane.n);
     if nr == 0 || nc == 0 {
+        let cur_coarse = pane.coarse_counts(profile);
         return NumericDrift {
             n_reference: nr,
             n_current: nc,
@@ -956,11 +1123,24 @@ pub fn numeric_drift(profile: &NumericProfile, pane: &NumericPane) -> NumericDri
             shares: ShareStats::nan(),
         };
     }
-    let num = streaming_ks_numerator(profile, pane, cur_coarse.iter().sum());
+    let (num, streaming_w, cur_coarse) = match fused_window_pass(profile, pane) {
+        Some((num, w, coarse)) => (num as u128, w, coarse),
+        None => {
+            let cur_coarse = pane.coarse_counts(profile);
+            (
+                streaming_ks_numerator(profile, pane, cur_coarse.iter().sum()),
+                streaming_wasserstein(profile, pane),
+                cur_coarse,
+            )
+        }
+    };
     let d = num as f64 / (nr as f64 * nc as f64);
-    let ksr = ks::ks_from_counts(d, num, nr, nc, profile.ks_exact_work_budget);
-    let w = small_exact_wasserstein(profile, pane)
-        .unwrap_or_else(|| streaming_wasserstein(profile, pane));
+    let ksr = if ks_pvalues {
+        ks::ks_from_counts(d, num, nr, nc, profile.ks_exact_work_budget)
+    } else {
+        ks::ks_statistic_only(d, num, nr, nc)
+    };
+    let w = small_exact_wasserstein(profile, pane).unwrap_or(streaming_w);
     let shares = share_stats(&profile.ref_coarse, nr, &cur_coarse, nc);
     NumericDrift {
         n_reference: nr,
@@ -1016,16 +1196,16 @@ mod tests {
         let summaries: Vec<NumericPane> = panes.iter().map(|x| pane_of(&p, x)).collect();
         let mut window = p.new_pane();
         for s in &summaries[0..4] {
-            window.merge(s);
+            window.merge(&p, s);
         }
         for start in 1..=6 {
-            window.unmerge(&summaries[start - 1]);
-            window.merge(&summaries[start + 3]);
+            window.unmerge(&p, &summaries[start - 1]);
+            window.merge(&p, &summaries[start + 3]);
             let all: Vec<f64> = panes[start..start + 4].concat();
             let fresh = pane_of(&p, &all);
             let a = numeric_drift(&p, &window);
             let b = numeric_drift(&p, &fresh);
-            for (x, y) in window.bins().iter().zip(fresh.bins()) {
+            for (x, y) in window.bins(&p).iter().zip(fresh.bins(&p)) {
                 assert_eq!(x.count, y.count);
                 assert_eq!(x.eq, y.eq);
                 assert!((x.offset_sum - y.offset_sum).abs() <= 1e-9 * (1.0 + y.offset_sum.abs()));
