@@ -283,8 +283,9 @@ impl BinIndex {
 /// Uniform cells per finite edge of the hot-path lookup grid.
 const CELLS_PER_EDGE: usize = 4;
 
-/// Candidate ranges up to this length are scanned branch-free; longer ones bisected.
-const SCAN_MAX: usize = 16;
+/// Cells holding up to this many edges are resolved with this many comparisons, without
+/// branches; fuller cells (dense regions of skewed references) are bisected.
+const SCAN_K: usize = 4;
 
 /// Cell -> first edge position, as `u16` while the edges allow (half the cache footprint).
 #[derive(Clone, Debug, Default)]
@@ -299,7 +300,10 @@ enum CellStarts {
 /// cell with a monotone function, and `starts[g]` counts the edges whose own cell is below `g`:
 /// every such edge is `< v` and every edge of a higher cell is `> v`, so the bin index is
 /// `starts[g]` plus the edges of cell `g` that are `<= v`, exact without correction steps, and
-/// without reading the edges at all when the cell holds none (most cells).
+/// and since edges of higher cells are `> v`, comparing a fixed [`SCAN_K`] edges from
+/// `starts[g]` on (past the end: +inf) counts exactly the right ones whenever the cell holds
+/// at most that many. No data-dependent branch in the common case, so lookups of consecutive
+/// values overlap in the pipeline.
 #[derive(Clone, Debug, Default)]
 struct FastIndex {
     lo: f64,
@@ -307,13 +311,22 @@ struct FastIndex {
     inv_w: f64,
     last_cell: usize,
     starts: CellStarts,
+    /// `[e0, e0, e1, ..., e_last, +inf x SCAN_K]`: `padded[j]` is the anchor of bin `j` (its
+    /// lower edge; e0 for the bottom bin) and `padded[i + 1]` is edge `i`.
+    padded: Vec<f64>,
 }
 
 impl FastIndex {
     fn new(edges: &[f64]) -> Self {
+        let first = edges.first().copied().unwrap_or(0.0);
+        let mut padded = Vec::with_capacity(edges.len() + 1 + SCAN_K);
+        padded.push(first);
+        padded.extend_from_slice(edges);
+        padded.extend_from_slice(&[f64::INFINITY; SCAN_K]);
         let mut ix = FastIndex {
-            lo: edges.first().copied().unwrap_or(0.0),
+            lo: first,
             hi: edges.last().copied().unwrap_or(0.0),
+            padded,
             ..FastIndex::default()
         };
         if edges.len() < 2 {
@@ -365,15 +378,21 @@ impl FastIndex {
             CellStarts::Wide(t) => (t[g] as usize, t[g + 1] as usize),
             CellStarts::None => return edges.partition_point(|&e| e <= v),
         };
-        if a == b {
-            return a;
-        }
-        let cand = &edges[a..b];
-        if cand.len() <= SCAN_MAX {
+        if b - a <= SCAN_K {
+            let cand: &[f64; SCAN_K] = self.padded[a + 1..a + 1 + SCAN_K]
+                .try_into()
+                .expect("SCAN_K edges");
             a + cand.iter().map(|&e| (e <= v) as usize).sum::<usize>()
         } else {
-            a + cand.partition_point(|&e| e <= v)
+            a + edges[a..b].partition_point(|&e| e <= v)
         }
+    }
+
+    /// The anchor of bin `j`: its lower edge (the first edge for the bottom bin, 0 when there
+    /// are no edges).
+    #[inline(always)]
+    fn anchor(&self, j: usize) -> f64 {
+        self.padded[j]
     }
 }
 
@@ -623,13 +642,8 @@ impl NumericProfile {
     /// [`Self::accumulate`] with the lookup grid at hand.
     #[inline(always)]
     fn accumulate_with(&self, ix: &FastIndex, hot: &mut [HotAcc], eq: &mut [u64], v: f64) {
-        let edges = &self.edges[..];
-        let j = ix.find(edges, v);
-        let anchor = if j == 0 {
-            edges.first().copied().unwrap_or(0.0)
-        } else {
-            edges[j - 1]
-        };
+        let j = ix.find(&self.edges, v);
+        let anchor = ix.anchor(j);
         let b = &mut hot[j];
         b.count += 1;
         b.offset_sum += v - anchor;
