@@ -5,6 +5,8 @@
 //! * `pane_update/numeric_value`, `pane_update/categorical_value`: the same per single value.
 //! * `window_eval/25_features/*`: numerical and categorical drift plus method selection of all
 //!   25 features of a window against the baseline, as `eval::evaluate` does (target <= 100 us).
+//! * `window_eval_ks/25_features/*`: the same against a 1,000-row reference, where KS (with
+//!   its p-value) decides numerical drift.
 //!
 //! Profiles are built from 10,000 generated reference values per feature; the recorded values
 //! are generated in advance. Run with `cargo bench --bench stats`.
@@ -37,10 +39,14 @@ struct Setup {
 }
 
 fn setup(current: u64) -> Setup {
-    // One stream (the feature shapes depend on the seed): the first 10,000 events are the
+    setup_with(REFERENCE, current)
+}
+
+fn setup_with(reference: u64, current: u64) -> Setup {
+    // One stream (the feature shapes depend on the seed): the first `reference` events are the
     // reference, the rest the current values.
-    let all = common::columns(1, REFERENCE + current, NUMERIC, CATEGORICAL);
-    let r = REFERENCE as usize;
+    let all = common::columns(1, reference + current, NUMERIC, CATEGORICAL);
+    let r = reference as usize;
     let numeric = all
         .numeric
         .iter()
@@ -156,18 +162,44 @@ fn evaluate_window(s: &Setup, w: &Panes) -> usize {
     dataset_drift(&verdicts, 0.5).n_drifted
 }
 
+/// A window of `current` values per feature against a profile of `reference` rows, every
+/// value binned (as in the monitor's window aggregate, whose panes are sealed when they close).
+fn recorded_window(reference: u64, current: u64) -> (Setup, Panes) {
+    let s = setup_with(reference, current);
+    let mut w = Panes::new(&s);
+    for i in 0..s.events {
+        w.record_event(&s, i);
+    }
+    for (pane, prof) in w.numeric.iter_mut().zip(&s.numeric) {
+        pane.flush(prof);
+    }
+    (s, w)
+}
+
 fn window_eval(c: &mut Criterion) {
     let full = common::full_run();
     let mut g = c.benchmark_group("window_eval/25_features");
-    // 20,000 values per window: KS p-value by the asymptotic formula (n > 10,000).
-    // 5,000 values per window: exact KS p-value (scipy's `auto` rule), the costlier case.
+    // The reference has 10,000 rows, so the default rule decides numerical drift by the
+    // normed Wasserstein distance and the KS p-values are not computed.
     let sizes: &[u64] = if full { &[20_000, 5_000] } else { &[500] };
     for &n in sizes {
-        let s = setup(n);
-        let mut w = Panes::new(&s);
-        for i in 0..s.events {
-            w.record_event(&s, i);
-        }
+        let (s, w) = recorded_window(REFERENCE, n);
+        g.bench_with_input(BenchmarkId::from_parameter(n), &w, |b, w| {
+            b.iter(|| black_box(evaluate_window(&s, w)))
+        });
+    }
+    g.finish();
+    // A reference of 1,000 rows: KS decides numerical drift (exact p-value while both samples
+    // have at most 10,000 values, scipy's `auto` rule; asymptotic beyond), chi-square the
+    // categorical drift.
+    let mut g = c.benchmark_group("window_eval_ks/25_features");
+    let sizes: &[u64] = if full {
+        &[20_000, 5_000, 1_000]
+    } else {
+        &[200]
+    };
+    for &n in sizes {
+        let (s, w) = recorded_window(1_000, n);
         g.bench_with_input(BenchmarkId::from_parameter(n), &w, |b, w| {
             b.iter(|| black_box(evaluate_window(&s, w)))
         });

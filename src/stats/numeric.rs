@@ -411,18 +411,28 @@ struct RefTerms {
     width: f64,
     /// `f_end * width - off_n`: the reference part of the bin's Wasserstein integral.
     w_ref: f64,
-    /// Whether reference values equal the bin's lower edge (`at_edge` differs from the
-    /// previous bin's `cum`).
-    ref_eq: bool,
-    /// Coarse bin of the union bin.
-    coarse: u32,
 }
 
 /// Reference-side terms of the window statistics, derived from the profile (not serialized),
 /// one record per union bin so that a window pass reads one array besides the pane's.
+/// The reference terms of [`RefTerms`] as f64, one array per term (so that pairs of bins load
+/// as pairs); counts are exact in f64 far beyond any reference size.
+#[derive(Clone, Debug, Default)]
+struct SlimTerms {
+    cum: Vec<f64>,
+    at_edge: Vec<f64>,
+    width: Vec<f64>,
+    w_ref: Vec<f64>,
+}
+
 #[derive(Clone, Debug, Default)]
 struct EvalCache {
     bins: Vec<RefTerms>,
+    /// `bins`, as f64 arrays.
+    slim: SlimTerms,
+    /// Union bins of each coarse bin (consecutive ranges: the union edges include the inner
+    /// coarse edges).
+    coarse_ranges: Vec<std::ops::Range<usize>>,
 }
 
 impl EvalCache {
@@ -447,11 +457,35 @@ impl EvalCache {
                 f_end,
                 width,
                 w_ref: f_end * width - off_n,
-                ref_eq: rb.eq > 0,
-                coarse: p.coarse_of_bin[j],
             });
         }
-        EvalCache { bins }
+        let mut coarse_ranges = vec![0..0; p.ref_coarse.len()];
+        for (j, &k) in p.coarse_of_bin.iter().enumerate() {
+            let r = &mut coarse_ranges[k as usize];
+            if r.start == r.end {
+                *r = j..j + 1;
+            } else {
+                r.end = j + 1;
+            }
+        }
+        debug_assert!(
+            coarse_ranges
+                .iter()
+                .try_fold(0, |end, r| (r.start == end || r.start == r.end)
+                    .then_some(r.end.max(end)))
+                == Some(nb),
+            "coarse ranges partition the union bins in order"
+        );
+        EvalCache {
+            slim: SlimTerms {
+                cum: bins.iter().map(|b| b.cum as f64).collect(),
+                at_edge: bins.iter().map(|b| b.at_edge as f64).collect(),
+                width: bins.iter().map(|b| b.width).collect(),
+                w_ref: bins.iter().map(|b| b.w_ref).collect(),
+            },
+            bins,
+            coarse_ranges,
+        }
     }
 }
 
@@ -953,88 +987,64 @@ fn streaming_ks_numerator(profile: &NumericProfile, pane: &NumericPane, cur_tota
     best
 }
 
-/// KS numerator, Wasserstein-1 and coarse counts of a window in one pass over the union bins
-/// (the three loops of [`streaming_ks_numerator`], [`streaming_wasserstein`] and
-/// [`NumericPane::coarse_counts`] fused, with two Wasserstein partial sums so that consecutive
-/// bins do not wait on each other). `None` when the KS products may not fit in `u64`; the
-/// callers then use the separate functions.
+/// KS numerator, Wasserstein-1 and coarse counts of a window in one pass over the union bins:
+/// the three loops of [`streaming_ks_numerator`], [`streaming_wasserstein`] and
+/// [`NumericPane::coarse_counts`] fused, in f64, two bins per step in independent lanes and
+/// without branches (the compiler packs the lanes into vector instructions). `None` when the
+/// KS products (integers below 2 n_r n_c) are not exact in f64; the callers then use the
+/// separate functions.
 fn fused_window_pass(profile: &NumericProfile, pane: &NumericPane) -> Option<(u64, f64, Vec<u64>)> {
-    let ec = profile.eval_cache();
     let (nr, nc) = (profile.n_ref, pane.n);
-    let nb = pane.hot.len();
-    // The bin counts sum to n_c and a bin's equal-to-edge count is part of its count, so
-    // every product below is at most 2 n_r n_c.
-    if 2 * (nr as u128) * (nc as u128) > u64::MAX as u128 {
+    if 2 * (nr as u128) * (nc as u128) >= 1u128 << 53 {
         return None;
     }
-    let inv_nc = 1.0 / nc as f64;
-    let mut coarse = vec![0u64; profile.ref_coarse.len()];
-    let (hot, eq, rt) = (&pane.hot[..nb], &pane.eq[..nb], &ec.bins[..nb]);
-    let mut acc = FusedAcc::default();
-    // Two bins per step: each has its own Wasserstein partial sum.
-    let mut j = 0;
-    while j + 1 < nb {
-        acc.bin(hot[j], eq[j], &rt[j], nr, nc, inv_nc, 0, &mut coarse);
-        acc.bin(
-            hot[j + 1],
-            eq[j + 1],
-            &rt[j + 1],
-            nr,
-            nc,
-            inv_nc,
-            1,
-            &mut coarse,
-        );
-        j += 2;
-    }
-    if j < nb {
-        acc.bin(hot[j], eq[j], &rt[j], nr, nc, inv_nc, 0, &mut coarse);
-    }
-    Some((acc.best, acc.w[0] + acc.w[1], coarse))
-}
-
-/// Running state of [`fused_window_pass`].
-#[derive(Default)]
-struct FusedAcc {
-    /// Current values up to the end of the last bin.
-    cc: u64,
-    /// KS numerator so far.
-    best: u64,
-    /// Wasserstein partial sums.
-    w: [f64; 2],
-}
-
-impl FusedAcc {
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn bin(
-        &mut self,
-        cb: HotAcc,
-        eq: u64,
-        r: &RefTerms,
-        nr: u64,
-        nc: u64,
-        inv_nc: f64,
-        lane: usize,
-        coarse: &mut [u64],
-    ) {
-        // KS at the edge itself (the left limit plus the values equal to it); without values
-        // equal to the edge on either side it is the previous bin's end, already counted.
-        // Bin 0 has no lower edge and both of its equal-to-edge counts are 0.
-        if eq != 0 || r.ref_eq {
-            self.best = self
-                .best
-                .max((r.at_edge * nc).abs_diff((self.cc + eq) * nr));
+    let ec = profile.eval_cache();
+    let (nrf, ncf, inv_nc) = (nr as f64, nc as f64, 1.0 / nc as f64);
+    let st = &ec.slim;
+    let nb = pane.hot.len();
+    let (hot, eq) = (&pane.hot[..nb], &pane.eq[..nb]);
+    let (cum, at_edge) = (&st.cum[..nb], &st.at_edge[..nb]);
+    let (width, w_ref) = (&st.width[..nb], &st.w_ref[..nb]);
+    let mut best = [0.0f64; 2];
+    let mut w = [0.0f64; 2];
+    // Bin j, lane l: current values below the bin (`prev`) and up to its end (`now`). KS at
+    // the lower edge itself (the values below it plus those equal to it; where no value
+    // equals the edge this repeats the previous bin's end) and at the bin's end; Wasserstein:
+    // (F_r - F_c at the bin's end) times its width (0 for the outer bins) plus
+    // S_c/n_c - S_r/n_r. (Counts fit in i64, whose conversion to f64 is one instruction.)
+    let mut step = |j: usize, l: usize, prev: u64, now: u64, off: f64| {
+        let (p, c) = (prev as i64 as f64, now as i64 as f64);
+        let e = p + eq[j] as i64 as f64;
+        let d = (at_edge[j] * ncf - e * nrf)
+            .abs()
+            .max((cum[j] * ncf - c * nrf).abs());
+        best[l] = if d > best[l] { d } else { best[l] };
+        w[l] += (w_ref[j] + (off - c * width[j]) * inv_nc).abs();
+    };
+    // Coarse bin by coarse bin (consecutive ranges of union bins), so that its count is the
+    // difference of the running count.
+    let mut cc = 0u64;
+    let mut coarse = vec![0u64; ec.coarse_ranges.len()];
+    for (k, r) in ec.coarse_ranges.iter().enumerate() {
+        let before = cc;
+        let mut j = r.start;
+        while j + 1 < r.end {
+            let (a, b) = (hot[j], hot[j + 1]);
+            let c0 = cc + a.count;
+            let c1 = c0 + b.count;
+            step(j, 0, cc, c0, a.offset_sum);
+            step(j + 1, 1, c0, c1, b.offset_sum);
+            cc = c1;
+            j += 2;
         }
-        self.cc += cb.count;
-        self.best = self.best.max((r.cum * nc).abs_diff(self.cc * nr));
-        // Wasserstein: (F_r - F_c at the bin's end) times its width (0 for the outer bins)
-        // plus S_c/n_c - S_r/n_r.
-        // (counts fit in i64; the signed conversion is one instruction, the unsigned one is not)
-        let integral = r.w_ref + (cb.offset_sum - self.cc as i64 as f64 * r.width) * inv_nc;
-        self.w[lane] += integral.abs();
-        coarse[r.coarse as usize] += cb.count;
+        if j < r.end {
+            let c0 = cc + hot[j].count;
+            step(j, 0, cc, c0, hot[j].offset_sum);
+            cc = c0;
+        }
+        coarse[k] = cc - before;
     }
+    Some((best[0].max(best[1]) as u64, w[0] + w[1], coarse))
 }
 
 /// Streaming Wasserstein-1: per bin, the integral of F_r - F_c from the cumulative counts at
@@ -1198,6 +1208,32 @@ mod tests {
             pane.record(p, x);
         }
         pane
+    }
+
+    #[test]
+    fn fused_pass_equals_the_separate_statistics() {
+        let round = |x: &f64| (x * 20.0).round() / 20.0;
+        let continuous = (sample(7, 5000, 0.0), sample(8, 3000, 0.3));
+        let rounded: (Vec<f64>, Vec<f64>) = (
+            continuous.0.iter().map(round).collect(),
+            continuous.1.iter().map(round).collect(),
+        );
+        for (reference, current) in [&continuous, &rounded] {
+            // 2048: distinct-value edges for the rounded sample; 64: quantile edges.
+            for max_fine_bins in [2048, 64] {
+                let cfg = NumericProfileConfig {
+                    max_fine_bins,
+                    ..NumericProfileConfig::default()
+                };
+                let p = NumericProfile::build(reference, None, &cfg);
+                let pane = pane_of(&p, current).binned(&p).into_owned();
+                let (num, w, coarse) = fused_window_pass(&p, &pane).expect("exact in f64");
+                assert_eq!(num as u128, streaming_ks_numerator(&p, &pane, pane.n));
+                let w_sep = streaming_wasserstein(&p, &pane);
+                assert!((w - w_sep).abs() <= 1e-12 * w_sep, "{w} vs {w_sep}");
+                assert_eq!(coarse, pane.coarse_counts(&p));
+            }
+        }
     }
 
     #[test]

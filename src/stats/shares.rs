@@ -101,6 +101,15 @@ pub fn kl_divergence(p: &[f64], q: &[f64]) -> f64 {
 
 /// `scipy.spatial.distance.jensenshannon(p, q, base)`; `base = None` means natural log.
 pub fn jensenshannon(p: &[f64], q: &[f64], base: Option<f64>) -> f64 {
+    let js = jensenshannon_sum(p, q);
+    match base {
+        Some(b) => (js / b.ln() / 2.0).sqrt(),
+        None => (js / 2.0).sqrt(),
+    }
+}
+
+/// The sum `rel_entr(p, m) + rel_entr(q, m)` under scipy's `jensenshannon` (natural log).
+fn jensenshannon_sum(p: &[f64], q: &[f64]) -> f64 {
     let sp: f64 = p.iter().sum();
     let sq: f64 = q.iter().sum();
     let mut left = 0.0;
@@ -112,11 +121,7 @@ pub fn jensenshannon(p: &[f64], q: &[f64], base: Option<f64>) -> f64 {
         left += rel_entr(pa, m);
         right += rel_entr(qb, m);
     }
-    let mut js = left + right;
-    if let Some(b) = base {
-        js /= b.ln();
-    }
-    (js / 2.0).sqrt()
+    left + right
 }
 
 /// Evidently's Hellinger: sqrt(1 - clip(sum sqrt(r c), 0, 1)) on unfilled shares.
@@ -148,11 +153,12 @@ pub fn share_stats(ref_counts: &[u64], n_ref: u64, cur_counts: &[u64], n_cur: u6
     let c = shares_from_counts(cur_counts, n_cur);
     let (rf, fill_r) = fill_zero_shares(&r);
     let (cf, fill_c) = fill_zero_shares(&c);
+    let js = jensenshannon_sum(&r, &c);
     ShareStats {
         psi: psi(&rf, &cf),
         kl_divergence: kl_divergence(&rf, &cf),
-        jensenshannon_distance: jensenshannon(&r, &c, None),
-        jensenshannon_distance_base2: jensenshannon(&r, &c, Some(2.0)),
+        jensenshannon_distance: (js / 2.0).sqrt(),
+        jensenshannon_distance_base2: (js / std::f64::consts::LN_2 / 2.0).sqrt(),
         hellinger: hellinger(&r, &c),
         hellinger_sqdiff: hellinger_sqdiff(&r, &c),
         fill_value_reference: fill_r,
