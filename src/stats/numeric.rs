@@ -359,7 +359,8 @@ impl FastIndex {
     /// the saturating cast all preserve order), the same function for edges and values.
     #[inline(always)]
     fn cell(&self, v: f64) -> usize {
-        (((v - self.lo) * self.inv_w) as usize).min(self.last_cell)
+        // (the saturating cast to i64 is cheaper than to usize; negatives clamp to 0)
+        (((v - self.lo) * self.inv_w) as i64).clamp(0, self.last_cell as i64) as usize
     }
 
     /// Number of edges `<= v` for non-NaN `v` (bins (-inf,e0),[e0,e1),...,[e_last,inf)).
@@ -823,8 +824,20 @@ impl NumericPane {
             return;
         }
         let ix = profile.fast();
-        for &v in &self.staged {
-            profile.accumulate_with(ix, &mut self.hot, &mut self.eq, v);
+        // All lookups first (independent loads the core overlaps), then the updates.
+        let mut bins = [0u32; STAGE_CAP];
+        for (b, &v) in bins.iter_mut().zip(&self.staged) {
+            *b = ix.find(&profile.edges, v) as u32;
+        }
+        for (&j, &v) in bins.iter().zip(&self.staged) {
+            let j = j as usize;
+            let anchor = ix.anchor(j);
+            let b = &mut self.hot[j];
+            b.count += 1;
+            b.offset_sum += v - anchor;
+            if j > 0 && v == anchor {
+                self.eq[j] += 1;
+            }
         }
         if let Some(buf) = &mut self.small {
             if buf.len() + self.staged.len() <= SMALL_EXACT_CAP {
