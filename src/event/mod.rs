@@ -2,10 +2,13 @@
 //!
 //! Decoding is typed and borrowed: strings point into the message bytes unless they contain
 //! escapes, features are collected into a small vector (no map), and one pass over the bytes
-//! both validates and classifies the event. Anything that does not match the schemas in
+//! both validates and classifies the event. The common shape (known fields, strings without
+//! escapes) is decoded by a hand-written scanner (`fast`); everything else, errors included, by
+//! serde_json, which has the last word on what is malformed and why. Anything that does not match the schemas in
 //! `schemas/` is rejected with a [`DecodeError`] whose [`DecodeError::reason`] is one of a short
 //! fixed list of reason codes (used for dead-letter headers and metric labels).
 
+mod fast;
 mod time;
 
 use std::borrow::Cow;
@@ -174,7 +177,10 @@ pub fn decode<'a>(
     if text.trim().is_empty() {
         return Err(DecodeError::NotJson("empty message".into()));
     }
-    let raw: RawEvent<'a> = serde_json::from_str(text).map_err(classify_json_error)?;
+    let raw: RawEvent<'a> = match fast::scan(text) {
+        Some(raw) => raw,
+        None => serde_json::from_str(text).map_err(classify_json_error)?,
+    };
     raw.into_event(expected)
 }
 

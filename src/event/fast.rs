@@ -1,0 +1,709 @@
+//! A single-pass scanner for the common shape of the input contracts.
+//!
+//! It accepts a strict subset of what the serde path accepts — one JSON object of the known
+//! fields, strings without escapes, numbers, booleans and nulls where the contracts allow them —
+//! and produces exactly what the serde path would produce for it. Anything else (escapes,
+//! unknown or repeated fields, malformed JSON, values of the wrong type, out-of-range numbers)
+//! makes it give up, and the serde path decodes the message and reports the error, so dead-letter
+//! reasons and messages are unchanged.
+//!
+//! Numbers are correctly rounded, like serde_json with `float_roundtrip`: a decimal with at most
+//! 19 significant digits whose value fits in 53 bits and whose power of ten is exact is converted
+//! with one IEEE operation (Clinger's fast path); every other number goes through the standard
+//! library's correctly-rounded parser.
+
+use std::borrow::Cow;
+
+use super::{
+    parse_rfc3339_ms, small_int_text, Attributes, FeatureValue, Features, LabelText, RawEvent,
+    RawPrediction, Text, Timestamp,
+};
+
+/// Bytes that end the fast scan of a string: the closing quote, a backslash (escapes are left
+/// to serde) and control characters (not allowed in JSON strings).
+const STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Exact powers of ten as `f64` (10^22 is the largest exactly representable).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A JSON number as scanned.
+struct Number<'a> {
+    /// The text the number is in, and where.
+    src: &'a str,
+    start: usize,
+    end: usize,
+    /// No fraction and no exponent.
+    integer: bool,
+    negative: bool,
+    /// Significant digits as an integer (meaningful when `digits <= 19`).
+    mantissa: u64,
+    /// Digits accumulated into `mantissa` (leading zeros included).
+    digits: u32,
+    /// Power of ten to apply to `mantissa` (meaningful when the exponent part is short).
+    exp10: i64,
+}
+
+impl Number<'_> {
+    /// The correctly-rounded value, `None` when out of the `f64` range (serde_json rejects it).
+    #[inline]
+    fn to_f64(&self) -> Option<f64> {
+        const MAX_EXACT: u64 = 1 << 53;
+        if self.digits <= 19 && self.mantissa <= MAX_EXACT && self.exp10.unsigned_abs() <= 22 {
+            let m = self.mantissa as f64;
+            let v = if self.exp10 < 0 {
+                m / POW10[(-self.exp10) as usize]
+            } else {
+                m * POW10[self.exp10 as usize]
+            };
+            return Some(if self.negative { -v } else { v });
+        }
+        let text = self.src.get(self.start..self.end)?;
+        text.parse::<f64>().ok().filter(|v| v.is_finite())
+    }
+
+    /// The value as an integer, as serde_json hands integers to visitors: `None` for anything
+    /// that is not an integer in `i64` range, and for `-0` (which serde_json reads as a float).
+    #[inline]
+    fn to_i64(&self) -> Option<i64> {
+        if !self.integer || (self.negative && self.mantissa == 0) || self.digits > 18 {
+            // More than 18 digits may overflow; the serde path handles those exactly.
+            return None;
+        }
+        let m = self.mantissa as i64;
+        Some(if self.negative { -m } else { m })
+    }
+}
+
+struct Scanner<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(&c) = self.b.get(self.i) {
+            if !matches!(c, b' ' | b'\n' | b'\t' | b'\r') {
+                break;
+            }
+            self.i += 1;
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn eat(&mut self, c: u8) -> Option<()> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// A string without escapes, borrowed.
+    #[inline]
+    fn string(&mut self) -> Option<&'a str> {
+        let b = self.b;
+        let mut i = self.i;
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        i += 1;
+        let start = i;
+        loop {
+            let c = *b.get(i)?;
+            if STRING_STOP[usize::from(c)] {
+                if c != b'"' {
+                    return None;
+                }
+                break;
+            }
+            i += 1;
+        }
+        self.i = i + 1;
+        // Both ends are next to ASCII quotes, so on character boundaries.
+        self.s.get(start..i)
+    }
+
+    /// `true`, `false` or `null` (`Some(None)` for null).
+    #[inline]
+    fn literal(&mut self) -> Option<Option<bool>> {
+        let rest = &self.b[self.i..];
+        let (v, n) = if rest.starts_with(b"true") {
+            (Some(true), 4)
+        } else if rest.starts_with(b"false") {
+            (Some(false), 5)
+        } else if rest.starts_with(b"null") {
+            (None, 4)
+        } else {
+            return None;
+        };
+        self.i += n;
+        Some(v)
+    }
+
+    /// Whether the next value is `null`, consuming it.
+    #[inline]
+    fn null(&mut self) -> bool {
+        if self.b[self.i..].starts_with(b"null") {
+            self.i += 4;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A number in strict JSON syntax: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    #[inline]
+    fn number(&mut self) -> Option<Number<'a>> {
+        let b = self.b;
+        let start = self.i;
+        let mut i = start;
+        let negative = b.get(i) == Some(&b'-');
+        i += usize::from(negative);
+        let mut mantissa = 0u64;
+        let int_start = i;
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(&c) = b.get(i) {
+                    let d = c.wrapping_sub(b'0');
+                    if d > 9 {
+                        break;
+                    }
+                    mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+                    i += 1;
+                }
+            }
+            _ => return None,
+        }
+        let mut digits = (i - int_start) as u32;
+        let mut integer = true;
+        let mut exp10 = 0i64;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            integer = false;
+            let frac_start = i;
+            while let Some(&c) = b.get(i) {
+                let d = c.wrapping_sub(b'0');
+                if d > 9 {
+                    break;
+                }
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+                i += 1;
+            }
+            let n = i - frac_start;
+            if n == 0 {
+                return None;
+            }
+            digits += n as u32;
+            exp10 = -(n as i64);
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            integer = false;
+            let neg = match b.get(i) {
+                Some(b'-') => {
+                    i += 1;
+                    true
+                }
+                Some(b'+') => {
+                    i += 1;
+                    false
+                }
+                _ => false,
+            };
+            let exp_start = i;
+            let mut e = 0i64;
+            while let Some(&c) = b.get(i) {
+                let d = c.wrapping_sub(b'0');
+                if d > 9 {
+                    break;
+                }
+                // Saturates far beyond any exact power; such numbers take the slow path.
+                e = (e * 10 + i64::from(d)).min(1 << 20);
+                i += 1;
+            }
+            if i == exp_start {
+                return None;
+            }
+            exp10 += if neg { -e } else { e };
+        }
+        self.i = i;
+        Some(Number {
+            src: self.s,
+            start,
+            end: i,
+            integer,
+            negative,
+            mantissa,
+            digits,
+            exp10,
+        })
+    }
+
+    /// `Option<f64>`: null or a number.
+    #[inline]
+    fn opt_f64(&mut self) -> Option<Option<f64>> {
+        if self.null() {
+            return Some(None);
+        }
+        self.number()?.to_f64().map(Some)
+    }
+
+    /// `Option<Text>`: null or a string.
+    #[inline]
+    fn opt_text(&mut self) -> Option<Option<Text<'a>>> {
+        if self.null() {
+            return Some(None);
+        }
+        Some(Some(Text(Cow::Borrowed(self.string()?))))
+    }
+
+    /// A class label or attribute value: string, integer or boolean.
+    #[inline]
+    fn label_text(&mut self) -> Option<LabelText<'a>> {
+        match self.peek()? {
+            b'"' => Some(LabelText(Cow::Borrowed(self.string()?))),
+            b't' | b'f' => {
+                let v = self.literal()??;
+                Some(LabelText(Cow::Borrowed(if v { "true" } else { "false" })))
+            }
+            _ => {
+                let v = self.number()?.to_i64()?;
+                Some(LabelText(match small_int_text(v) {
+                    Some(s) => Cow::Borrowed(s),
+                    None => Cow::Owned(v.to_string()),
+                }))
+            }
+        }
+    }
+
+    /// `Option<LabelText>`.
+    #[inline]
+    fn opt_label_text(&mut self) -> Option<Option<LabelText<'a>>> {
+        if self.null() {
+            return Some(None);
+        }
+        self.label_text().map(Some)
+    }
+
+    /// `Option<Timestamp>`: RFC 3339 string or integer epoch milliseconds.
+    fn opt_timestamp(&mut self) -> Option<Option<Timestamp>> {
+        if self.null() {
+            return Some(None);
+        }
+        if self.peek()? == b'"' {
+            return parse_rfc3339_ms(self.string()?).map(|t| Some(Timestamp(t)));
+        }
+        self.number()?.to_i64().map(|t| Some(Timestamp(t)))
+    }
+
+    /// Iterates the members of an object: calls `member(self, key)` with the scanner just past
+    /// the colon; `member` consumes the value.
+    #[inline]
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        self.ws();
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            member(self, key)?;
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn features(&mut self) -> Option<Option<Features<'a>>> {
+        if self.null() {
+            return Some(None);
+        }
+        let mut out = Vec::with_capacity(24);
+        self.object(|s, key| {
+            let v = match s.peek()? {
+                b'"' => FeatureValue::Text(Cow::Borrowed(s.string()?)),
+                b't' | b'f' | b'n' => match s.literal()? {
+                    Some(true) => FeatureValue::Number(1.0),
+                    Some(false) => FeatureValue::Number(0.0),
+                    None => FeatureValue::Null,
+                },
+                _ => FeatureValue::Number(s.number()?.to_f64()?),
+            };
+            out.push((Cow::Borrowed(key), v));
+            Some(())
+        })?;
+        Some(Some(Features(out)))
+    }
+
+    fn attributes(&mut self) -> Option<Option<Attributes<'a>>> {
+        if self.null() {
+            return Some(None);
+        }
+        let mut out = Vec::with_capacity(4);
+        self.object(|s, key| {
+            let v = s.label_text()?;
+            out.push((Cow::Borrowed(key), v.0));
+            Some(())
+        })?;
+        Some(Some(Attributes(out)))
+    }
+
+    fn prediction(&mut self) -> Option<Option<RawPrediction<'a>>> {
+        if self.null() {
+            return Some(None);
+        }
+        let mut p = RawPrediction {
+            score: None,
+            label: None,
+            value: None,
+            probabilities: None,
+        };
+        let mut seen = 0u8;
+        self.object(|s, key| {
+            let bit = match key {
+                "score" => {
+                    p.score = s.opt_f64()?;
+                    1
+                }
+                "label" => {
+                    p.label = s.opt_label_text()?;
+                    2
+                }
+                "value" => {
+                    p.value = s.opt_f64()?;
+                    4
+                }
+                _ => return None,
+            };
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+            Some(())
+        })?;
+        Some(Some(p))
+    }
+}
+
+/// Scans `text`; `None` when it is not of the common shape (the serde path then decides).
+pub(super) fn scan(text: &str) -> Option<RawEvent<'_>> {
+    let mut s = Scanner {
+        s: text,
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let mut raw = RawEvent {
+        event_id: None,
+        model_id: None,
+        model_version: None,
+        timestamp: None,
+        features: None,
+        prediction: None,
+        latency_ms: None,
+        attributes: None,
+        label: None,
+        value: None,
+    };
+    let mut seen = 0u16;
+    s.ws();
+    s.object(|s, key| {
+        let bit = match key {
+            "event_id" => {
+                raw.event_id = s.opt_text()?;
+                1
+            }
+            "model_id" => {
+                raw.model_id = s.opt_text()?;
+                1 << 1
+            }
+            "model_version" => {
+                raw.model_version = s.opt_text()?;
+                1 << 2
+            }
+            "timestamp" => {
+                raw.timestamp = s.opt_timestamp()?;
+                1 << 3
+            }
+            "features" => {
+                raw.features = s.features()?;
+                1 << 4
+            }
+            "prediction" => {
+                raw.prediction = s.prediction()?;
+                1 << 5
+            }
+            "latency_ms" => {
+                raw.latency_ms = s.opt_f64()?;
+                1 << 6
+            }
+            "attributes" => {
+                raw.attributes = s.attributes()?;
+                1 << 7
+            }
+            "label" => {
+                raw.label = s.opt_label_text()?;
+                1 << 8
+            }
+            "value" => {
+                raw.value = s.opt_f64()?;
+                1 << 9
+            }
+            _ => return None,
+        };
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        Some(())
+    })?;
+    s.ws();
+    (s.i == s.b.len()).then_some(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::super::{classify_json_error, EventKind};
+    use super::*;
+
+    const KINDS: [Option<EventKind>; 4] = [
+        None,
+        Some(EventKind::Prediction),
+        Some(EventKind::Features),
+        Some(EventKind::Label),
+    ];
+
+    /// What the serde path makes of `text` (for every expected kind), as text: `Debug` of `f64`
+    /// tells every bit pattern apart but NaN, which decoding never produces.
+    fn via_serde(text: &str) -> Vec<String> {
+        KINDS
+            .iter()
+            .map(|&k| {
+                let r = serde_json::from_str::<RawEvent<'_>>(text)
+                    .map_err(classify_json_error)
+                    .and_then(|raw| raw.into_event(k));
+                format!("{r:?}")
+            })
+            .collect()
+    }
+
+    fn via_scan(text: &str) -> Option<Vec<String>> {
+        scan(text)?;
+        Some(
+            KINDS
+                .iter()
+                .map(|&k| format!("{:?}", scan(text).expect("scans").into_event(k)))
+                .collect(),
+        )
+    }
+
+    /// The scanner either gives up or agrees with serde exactly; returns whether it accepted.
+    fn agrees(text: &str) -> bool {
+        match via_scan(text) {
+            None => false,
+            Some(fast) => {
+                assert_eq!(fast, via_serde(text), "{text}");
+                true
+            }
+        }
+    }
+
+    const LINE: &str = r#"{"event_id":"model-0-1","model_id":"model-0","model_version":"v1","timestamp":"2027-01-01T00:00:00.001Z","features":{"f0":4.098976,"f1":-5.085183,"f2":13,"f3":true,"f4":null,"c0":"north"},"prediction":{"score":0.463217,"label":0},"latency_ms":9.240,"attributes":{"gender":"f","region":"south","tier":3,"vip":false}}"#;
+
+    #[test]
+    fn takes_the_common_shapes() {
+        for text in [
+            LINE,
+            r#"{"event_id": "7f0c", "model_id": "credit-risk", "model_version": "v7",
+ "timestamp": "2026-11-27T04:35:18.123Z",
+ "features": {"income": 52000.0, "age": 41, "region": "north", "tenure": null},
+ "prediction": {"score": 0.83, "label": 1},
+ "latency_ms": 18.4,
+ "attributes": {"gender": "f", "channel": "mobile"}}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1700000000000,"label":0}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1700000000000,"label":"cat"}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":-5,"value":-2.5e3}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"features":{"x":1}}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"features":{}}"#,
+            r#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"prediction":{"score":1.5}}"#,
+            r#"{"event_id":"","model_id":"m","model_version":"v","timestamp":1,"prediction":{}}"#,
+            r#"{"event_id":"a","model_id":"m","model_version":null,"timestamp":1,"prediction":{"label":true}}"#,
+            r#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"prediction":{"label":"x"},"latency_ms":-1}"#,
+            r#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"prediction":{"label":12345}}"#,
+            r#"{"event_id":"a","model_version":"v","timestamp":1,"prediction":{"score":0.5}}"#,
+            r#"{"event_id":"é","model_id":"m","timestamp":null,"label":1}"#,
+            r#"  {}  "#,
+            "\t{\"event_id\"\n:\r\"a\" ,\"model_id\":\"m\",\"timestamp\":0,\"label\":1}\n",
+        ] {
+            assert!(agrees(text), "not taken by the scanner: {text}");
+        }
+    }
+
+    #[test]
+    fn leaves_the_unusual_to_serde() {
+        for text in [
+            r#"{"event_id":"a\"b","model_id":"m","model_version":"v","timestamp":1,"prediction":{"score":0.5}}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"label":1,"other":2}"#,
+            r#"{"event_id":"a","event_id":"b","model_id":"m","timestamp":1,"label":1}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"label":1,}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"label":1} x"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":"yesterday","label":1}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1.5,"label":1}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":-0,"label":1}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":99999999999999999999,"label":1}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"label":-0}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"label":1.0}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"label":01}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"features":{"x":[1]}}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"features":{"x":.5}}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"features":{"x":1.}}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"features":{"x":1e}}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"features":{"x":+1}}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"features":{"x":nan}}"#,
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"attributes":{"x":null}}"#,
+            r#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"prediction":{"score":0.5,"probabilities":[0.5,0.5]}}"#,
+            r#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"prediction":{"score":0.5,"score":0.5}}"#,
+            "{\"event_id\":\"a\tb\",\"model_id\":\"m\",\"timestamp\":1,\"label\":1}",
+            r#"[1,2,3]"#,
+            r#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"prediction":{"value":1e400}}"#,
+            r#"{"event_id":"a","model_id""#,
+        ] {
+            assert!(via_scan(text).is_none(), "taken by the scanner: {text}");
+        }
+    }
+
+    /// Random damage to valid events: whatever the scanner accepts, serde decodes the same.
+    #[test]
+    fn agrees_with_serde_on_mutations() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let alphabet = b"{}[]\":,.-+eE0123456789 \\tfnulrsa";
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let mut b = LINE.as_bytes().to_vec();
+            for _ in 0..rng.random_range(1..4) {
+                let i = rng.random_range(0..b.len());
+                let c = alphabet[rng.random_range(0..alphabet.len())];
+                match rng.random_range(0..3) {
+                    0 => b[i] = c,
+                    1 => b.insert(i, c),
+                    _ => {
+                        b.remove(i);
+                    }
+                }
+            }
+            if let Ok(text) = std::str::from_utf8(&b) {
+                accepted += usize::from(agrees(text));
+            }
+        }
+        assert!(accepted > 1000, "only {accepted} mutations were scanned");
+    }
+
+    /// Numbers convert exactly as serde_json (`float_roundtrip`) converts them.
+    #[test]
+    fn numbers_are_correctly_rounded() {
+        let mut rng = SmallRng::seed_from_u64(11);
+        let mut cases: Vec<String> = [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "1",
+            "-1",
+            "9007199254740993",
+            "9007199254740992.5",
+            "18446744073709551615",
+            "18446744073709551616",
+            "123456789012345678901234567890",
+            "0.1",
+            "0.3",
+            "2.2250738585072014e-308",
+            "4.9e-324",
+            "2e-324",
+            "1.7976931348623157e308",
+            "1e22",
+            "1e23",
+            "1e-22",
+            "1e-23",
+            "8.98846567431158e307",
+            "0.000001",
+            "1E5",
+            "1e+5",
+            "123.456e-7",
+            "0e999999999",
+            "1e-999999999",
+            "9.999999999999999e22",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for _ in 0..50_000 {
+            let mut s = String::new();
+            if rng.random_bool(0.3) {
+                s.push('-');
+            }
+            let int_digits = rng.random_range(1..12);
+            for d in 0..int_digits {
+                let lo = if d == 0 && int_digits > 1 { 1 } else { 0 };
+                s.push(char::from(b'0' + rng.random_range(lo..10u8)));
+            }
+            if rng.random_bool(0.8) {
+                s.push('.');
+                for _ in 0..rng.random_range(1..20) {
+                    s.push(char::from(b'0' + rng.random_range(0..10u8)));
+                }
+            }
+            if rng.random_bool(0.3) {
+                s.push('e');
+                s.push_str(&rng.random_range(-40..40).to_string());
+            }
+            cases.push(s);
+        }
+        for text in cases {
+            let want = serde_json::from_str::<f64>(&text).ok();
+            let mut s = Scanner {
+                s: &text,
+                b: text.as_bytes(),
+                i: 0,
+            };
+            let got = s.number().and_then(|n| n.to_f64());
+            assert_eq!(s.i, text.len(), "{text}");
+            assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{text}");
+        }
+    }
+}
