@@ -2,11 +2,12 @@
 //! event time. Outputs are stamped with event time, so a replay is reproducible and shows exactly
 //! what the live service would have emitted.
 
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::event::{decode, DecodeError, Event};
 use crate::output::Output;
 use crate::policy::Clock;
 use crate::sink::snapshot::SnapshotWriter;
@@ -28,21 +29,56 @@ pub struct ReplayStats {
     pub verdicts: u64,
 }
 
+/// Bytes of whole lines handed to the decoding thread at a time.
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// Decoded lines sent to the processing thread at a time.
+const BATCH_LINES: usize = 256;
+
+/// One non-empty line, decoded.
+struct Decoded<'a> {
+    /// Line number (1-based), the event's offset.
+    number: i64,
+    payload: &'a [u8],
+    result: Result<Event<'a>, DecodeError>,
+}
+
 /// Replays `input`, writing outputs to `out` and rejected lines to `dead_letters` (or to `out`
 /// when none is given).
+///
+/// Two threads share the work: while the calling thread runs the monitor over the lines of one
+/// chunk of the file in order, a second thread decodes them ahead of it, then reads the next
+/// chunk. Events reach the monitor in file order, so outputs are the same as decoding and
+/// processing one line after the other.
 pub fn replay<W: Write, D: Write>(
     cfg: Config,
     input: &Path,
     out: W,
     dead_letters: Option<D>,
 ) -> anyhow::Result<ReplayStats> {
+    replay_in_chunks(cfg, input, out, dead_letters, CHUNK_BYTES, READ_BYTES)
+}
+
+fn replay_in_chunks<W: Write, D: Write>(
+    cfg: Config,
+    input: &Path,
+    out: W,
+    dead_letters: Option<D>,
+    chunk_bytes: usize,
+    read_bytes: usize,
+) -> anyhow::Result<ReplayStats> {
     let file = std::fs::File::open(input)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", input.display()))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut reader = ChunkReader {
+        inner: file,
+        chunk_bytes,
+        read_bytes,
+    };
     let baselines = Baselines::load(&cfg)?;
     let snapshot_dir = cfg.triggers.snapshot_dir.clone();
     let mut monitor = Monitor::new(Arc::new(cfg), baselines, Clock::EventTime)
         .with_snapshots(SnapshotWriter::new(&snapshot_dir));
+    let max_bytes = monitor.max_event_bytes();
     let mut sink = JsonLinesSink::new(out, dead_letters);
     let mut stats = ReplayStats::default();
     // Outputs name the file, not the directory it was replayed from (reproducible backtests).
@@ -50,37 +86,117 @@ pub fn replay<W: Write, D: Write>(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| input.display().to_string());
-    let mut line = Vec::with_capacity(4096);
     let mut outputs = Vec::new();
+    let mut chunk = Vec::with_capacity(chunk_bytes + read_bytes);
+    let mut next = Vec::with_capacity(chunk_bytes + read_bytes);
+    let mut carry = Vec::new();
+    reader.fill(&mut chunk, &mut carry)?;
     let mut number = 0i64;
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line)?;
-        if n == 0 {
-            break;
-        }
-        number += 1;
-        let bytes = trim_line(&line);
-        if bytes.is_empty() {
-            continue;
-        }
-        stats.lines += 1;
-        monitor.process(
-            Input {
-                kind: None,
-                topic: &name,
-                partition: 0,
-                offset: number,
-                payload: bytes,
-            },
-            &mut outputs,
-        );
-        emit(&mut sink, &mut outputs, &mut stats)?;
+    while !chunk.is_empty() {
+        let first = number;
+        number = std::thread::scope(|scope| -> anyhow::Result<i64> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decoded<'_>>>(8);
+            let lines = &chunk;
+            let (next, carry, reader) = (&mut next, &mut carry, &mut reader);
+            let decoder = scope.spawn(move || -> std::io::Result<i64> {
+                let mut number = first;
+                let mut batch = Vec::with_capacity(BATCH_LINES);
+                for line in lines.split_inclusive(|&b| b == b'\n') {
+                    number += 1;
+                    let payload = trim_line(line);
+                    if payload.is_empty() {
+                        continue;
+                    }
+                    let result = decode(payload, None, max_bytes);
+                    batch.push(Decoded {
+                        number,
+                        payload,
+                        result,
+                    });
+                    if batch.len() == BATCH_LINES {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_LINES));
+                        if tx.send(full).is_err() {
+                            // The processing side stopped on an error.
+                            return Ok(number);
+                        }
+                    }
+                }
+                if !batch.is_empty() && tx.send(batch).is_err() {
+                    return Ok(number);
+                }
+                drop(tx);
+                reader.fill(next, carry)?;
+                Ok(number)
+            });
+            for batch in rx {
+                for d in &batch {
+                    stats.lines += 1;
+                    monitor.process_decoded(
+                        Input {
+                            kind: None,
+                            topic: &name,
+                            partition: 0,
+                            offset: d.number,
+                            payload: d.payload,
+                        },
+                        &d.result,
+                        &mut outputs,
+                    );
+                    emit(&mut sink, &mut outputs, &mut stats)?;
+                }
+            }
+            Ok(decoder
+                .join()
+                .expect("the decoding thread does not panic")?)
+        })?;
+        std::mem::swap(&mut chunk, &mut next);
     }
     monitor.finish(&mut outputs);
     emit(&mut sink, &mut outputs, &mut stats)?;
     sink.flush()?;
     Ok(stats)
+}
+
+/// Bytes read from the file at a time.
+const READ_BYTES: usize = 1 << 20;
+
+/// Reads a file in chunks of whole lines.
+struct ChunkReader<R> {
+    inner: R,
+    /// Bytes a chunk reaches at least, unless the file ends first.
+    chunk_bytes: usize,
+    /// Bytes asked of `inner` at a time.
+    read_bytes: usize,
+}
+
+impl<R: Read> ChunkReader<R> {
+    /// Fills `buf` with `carry` (the partial line left over last time) and more, up to at
+    /// least `chunk_bytes` or the end of the file, cut after the last newline;
+    /// what follows it becomes the new `carry`. `buf` stays empty only at the end of the file.
+    fn fill(&mut self, buf: &mut Vec<u8>, carry: &mut Vec<u8>) -> std::io::Result<()> {
+        buf.clear();
+        buf.append(carry);
+        // The carry has no newline.
+        let mut last_newline = None;
+        loop {
+            let start = buf.len();
+            let n = (&mut self.inner)
+                .take(self.read_bytes as u64)
+                .read_to_end(buf)?;
+            if n == 0 {
+                // End of file: the last line may lack its newline.
+                return Ok(());
+            }
+            if let Some(i) = buf[start..].iter().rposition(|&b| b == b'\n') {
+                last_newline = Some(start + i);
+            }
+            if let (true, Some(end)) = (buf.len() >= self.chunk_bytes, last_newline) {
+                carry.extend_from_slice(&buf[end + 1..]);
+                buf.truncate(end + 1);
+                return Ok(());
+            }
+        }
+    }
 }
 
 fn trim_line(line: &[u8]) -> &[u8] {
@@ -111,4 +227,74 @@ fn emit<W: Write, D: Write>(
         sink.write(&o)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The outputs of a replay, as text.
+    fn outputs(run: impl FnOnce(&mut Vec<u8>) -> ReplayStats) -> (ReplayStats, String) {
+        let mut out = Vec::new();
+        let stats = run(&mut out);
+        (stats, String::from_utf8(out).unwrap())
+    }
+
+    /// Chunk boundaries anywhere (inside lines, lines longer than a chunk, blank and CRLF lines,
+    /// a bad line, a last line without newline) change nothing: the outputs are those of
+    /// processing the lines one after the other.
+    #[test]
+    fn chunked_replay_matches_line_by_line_processing() {
+        let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/data_drift_trigger");
+        let mut text = std::fs::read(case.join("input.jsonl")).unwrap();
+        text.splice(0..0, b"\n  \r\n{not json}\r\n".iter().copied());
+        assert_eq!(text.pop(), Some(b'\n'));
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("input.jsonl");
+        std::fs::write(&input, &text).unwrap();
+        let mut cfg = Config::load(Some(&case.join("config.toml"))).unwrap();
+        cfg.triggers.snapshot_dir = dir.path().join("snapshots");
+
+        let (want_stats, want) = outputs(|out| {
+            let baselines = Baselines::load(&cfg).unwrap();
+            let mut monitor = Monitor::new(Arc::new(cfg.clone()), baselines, Clock::EventTime)
+                .with_snapshots(SnapshotWriter::new(&cfg.triggers.snapshot_dir));
+            let mut sink = JsonLinesSink::new(out, None::<Vec<u8>>);
+            let mut stats = ReplayStats::default();
+            let mut outputs = Vec::new();
+            for (i, line) in text.split_inclusive(|&b| b == b'\n').enumerate() {
+                let payload = trim_line(line);
+                if payload.is_empty() {
+                    continue;
+                }
+                stats.lines += 1;
+                let input = Input {
+                    kind: None,
+                    topic: "input.jsonl",
+                    partition: 0,
+                    offset: i as i64 + 1,
+                    payload,
+                };
+                monitor.process(input, &mut outputs);
+                emit(&mut sink, &mut outputs, &mut stats).unwrap();
+            }
+            monitor.finish(&mut outputs);
+            emit(&mut sink, &mut outputs, &mut stats).unwrap();
+            sink.flush().unwrap();
+            stats
+        });
+        assert!(want_stats.triggers > 0 && want_stats.dead_letters == 1);
+        for (chunk, read) in [
+            (1, 7),
+            (1000, 333),
+            (50_000, 4096),
+            (CHUNK_BYTES, READ_BYTES),
+        ] {
+            let got = outputs(|out| {
+                replay_in_chunks(cfg.clone(), &input, out, None::<Vec<u8>>, chunk, read).unwrap()
+            });
+            assert_eq!(got.0, want_stats, "chunks of {chunk} bytes");
+            assert!(got.1 == want, "chunks of {chunk} bytes: outputs differ");
+        }
+    }
 }

@@ -12,8 +12,8 @@ use prometheus::{
 /// Counts accumulated by the monitor between flushes.
 #[derive(Debug, Default, Clone)]
 pub struct Counts {
-    /// (topic kind, outcome) → events.
-    pub events: std::collections::BTreeMap<(&'static str, &'static str), u64>,
+    /// (topic kind, outcome) → events; a handful of pairs, in the order first counted.
+    pub events: Vec<((&'static str, &'static str), u64)>,
     /// reason → dead letters.
     pub dead_letters: std::collections::BTreeMap<&'static str, u64>,
     /// limit name → times it bit.
@@ -30,7 +30,17 @@ impl Counts {
     /// Counts one event by topic kind and outcome.
     #[inline]
     pub fn event(&mut self, kind: &'static str, outcome: &'static str) {
-        *self.events.entry((kind, outcome)).or_insert(0) += 1;
+        // Once per event: a scan of a few pairs, compared by address first (the labels are
+        // static strings, usually the same literal).
+        let same = |a: &'static str, b: &'static str| std::ptr::eq(a, b) || a == b;
+        match self
+            .events
+            .iter_mut()
+            .find(|((k, o), _)| same(k, kind) && same(o, outcome))
+        {
+            Some((_, n)) => *n += 1,
+            None => self.events.push(((kind, outcome), 1)),
+        }
     }
 
     /// Counts one limit hit.

@@ -99,16 +99,38 @@ impl Hasher for IdHasher {
 
 type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
 
+/// A pending prediction in arrival order.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    key: u64,
+    p: Pending,
+}
+
 /// Pending predictions and early features.
+///
+/// Pending predictions sit in a ring in arrival order (which is also the order they expire
+/// in), and a map from id hash to the sequence number of the id's newest prediction finds them:
+/// the ring is written and read sequentially, and only the small map is accessed at random.
 #[derive(Debug, Default)]
 pub struct JoinBuffer {
-    pending: IdMap<Pending>,
-    order: VecDeque<(i64, u64)>,
+    /// Predictions in arrival order, joined ones included until they leave; `base` is the
+    /// sequence number of the first.
+    ring: VecDeque<Slot>,
+    base: u64,
+    /// Id hash → sequence number of its newest prediction still waiting for a label.
+    index: IdMap<u64>,
     early: IdMap<EarlyFeatures>,
     early_order: VecDeque<(i64, u64)>,
 }
 
 impl JoinBuffer {
+    /// The newest pending prediction of `key`.
+    #[inline]
+    fn newest(&self, key: u64) -> Option<&Pending> {
+        let seq = *self.index.get(&key)?;
+        Some(&self.ring[(seq - self.base) as usize].p)
+    }
+
     /// Adds a prediction; evicts entries older than `ttl_ms` behind `now_ms` or beyond
     /// `capacity`, returning how many unjoined entries were evicted.
     pub fn insert(
@@ -120,32 +142,36 @@ impl JoinBuffer {
         capacity: usize,
     ) -> u64 {
         let key = hash_str(event_id);
-        self.pending.insert(key, p);
-        self.order.push_back((p.ts, key));
+        self.index.insert(key, self.base + self.ring.len() as u64);
+        self.ring.push_back(Slot { key, p });
         let mut evicted = 0;
-        while let Some(&(ts, k)) = self.order.front() {
-            let expired = ts < now_ms.saturating_sub(ttl_ms);
-            if !(expired || self.order.len() > capacity) {
+        while let Some(&Slot { key: k, p: oldest }) = self.ring.front() {
+            let expired = oldest.ts < now_ms.saturating_sub(ttl_ms);
+            if !(expired || self.ring.len() > capacity) {
                 break;
             }
-            self.order.pop_front();
-            // The id may have been re-inserted later; only evict entries of this age.
-            if self.pending.get(&k).is_some_and(|e| e.ts == ts) {
-                self.pending.remove(&k);
+            // The id may have been inserted again later; only evict entries of this age (the
+            // newest prediction of the id is looked up before this one leaves the ring).
+            if self.newest(k).is_some_and(|e| e.ts == oldest.ts) {
+                self.index.remove(&k);
                 evicted += 1;
             }
+            self.ring.pop_front();
+            self.base += 1;
         }
         evicted
     }
 
     /// Removes and returns the prediction a label joins.
     pub fn take_for_label(&mut self, event_id: &str) -> Option<Pending> {
-        self.pending.remove(&hash_str(event_id))
+        let seq = self.index.remove(&hash_str(event_id))?;
+        Some(self.ring[(seq - self.base) as usize].p)
     }
 
     /// The prediction that late features join, marking its features as received.
     pub fn take_features_slot(&mut self, event_id: &str) -> Option<Pending> {
-        let p = self.pending.get_mut(&hash_str(event_id))?;
+        let seq = *self.index.get(&hash_str(event_id))?;
+        let p = &mut self.ring[(seq - self.base) as usize].p;
         if !p.features_pending {
             return None;
         }
@@ -189,12 +215,12 @@ impl JoinBuffer {
 
     /// Pending predictions.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.index.len()
     }
 
     /// Whether nothing is pending.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.index.is_empty()
     }
 }
 
@@ -212,6 +238,71 @@ mod tests {
             positive: Some(true),
             groups: [NO_GROUP; MAX_JOIN_ATTRIBUTES],
             features_pending: false,
+        }
+    }
+
+    /// The straightforward buffer: a map of pending predictions and a queue of arrivals.
+    #[derive(Default)]
+    struct Reference {
+        pending: HashMap<u64, Pending>,
+        order: VecDeque<(i64, u64)>,
+    }
+
+    impl Reference {
+        fn insert(&mut self, id: &str, p: Pending, now: i64, ttl: i64, cap: usize) -> u64 {
+            let key = hash_str(id);
+            self.pending.insert(key, p);
+            self.order.push_back((p.ts, key));
+            let mut evicted = 0;
+            while let Some(&(ts, k)) = self.order.front() {
+                if !(ts < now.saturating_sub(ttl) || self.order.len() > cap) {
+                    break;
+                }
+                self.order.pop_front();
+                if self.pending.get(&k).is_some_and(|e| e.ts == ts) {
+                    self.pending.remove(&k);
+                    evicted += 1;
+                }
+            }
+            evicted
+        }
+
+        fn take_features_slot(&mut self, id: &str) -> Option<Pending> {
+            let p = self.pending.get_mut(&hash_str(id))?;
+            if !p.features_pending {
+                return None;
+            }
+            p.features_pending = false;
+            Some(*p)
+        }
+    }
+
+    /// Random inserts (repeated ids, equal and out-of-order times), labels and late features:
+    /// the ring behaves exactly like the map and queue.
+    #[test]
+    fn ring_matches_the_reference() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+        let (mut j, mut r) = (JoinBuffer::default(), Reference::default());
+        let mut now = 0i64;
+        for step in 0..200_000 {
+            let id = format!("e{}", rng.random_range(0..300));
+            match rng.random_range(0..10) {
+                0..=5 => {
+                    now += rng.random_range(0..3);
+                    let mut p = pending(now - rng.random_range(0..4));
+                    p.score = step as f64;
+                    p.features_pending = rng.random_bool(0.5);
+                    let (ttl, cap) = (rng.random_range(5..40), rng.random_range(1..120));
+                    assert_eq!(
+                        j.insert(&id, p, now, ttl, cap),
+                        r.insert(&id, p, now, ttl, cap)
+                    );
+                }
+                6..=7 => assert_eq!(j.take_for_label(&id), r.pending.remove(&hash_str(&id))),
+                _ => assert_eq!(j.take_features_slot(&id), r.take_features_slot(&id)),
+            }
+            assert_eq!(j.len(), r.pending.len());
         }
     }
 

@@ -6,13 +6,13 @@ pub mod join;
 pub mod pane;
 pub mod window;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::baseline::{BuildLimits, FeatureKind, Profile, ProfileBuilder};
 use crate::config::Config;
 use crate::eval::{self, Evaluation};
-use crate::event::{decode, Event, EventKind, FeatureValue};
+use crate::event::{decode, DecodeError, Event, EventKind, FeatureValue};
 use crate::output::{DeadLetter, Output};
 use crate::policy::canary::CanaryState;
 use crate::policy::{Clock, VersionPolicy};
@@ -76,6 +76,20 @@ impl Baselines {
     }
 }
 
+/// String equality without a library call for short strings (feature, model, version and
+/// attribute names are compared once or more per event, and are short).
+#[inline]
+fn same_str(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() <= 16 {
+        return a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0;
+    }
+    a == b
+}
+
 /// Resolves a feature name to its profile index quickly: events usually list features in the
 /// same order, so the position seen last time is checked before the hash map.
 #[derive(Debug, Clone)]
@@ -95,7 +109,7 @@ impl FeatureLookup {
     #[inline]
     fn find(&mut self, profile: &Profile, position: usize, name: &str) -> Option<usize> {
         if let Some(&i) = self.by_position.get(position) {
-            if i != usize::MAX && profile.features[i].name == name {
+            if i != usize::MAX && same_str(&profile.features[i].name, name) {
                 return Some(i);
             }
         }
@@ -115,7 +129,7 @@ pub struct GroupIndex {
     pub attribute: String,
     /// Group names by index.
     pub groups: Vec<String>,
-    index: HashMap<String, u16>,
+    index: HashMap<String, u16, ahash::RandomState>,
 }
 
 impl GroupIndex {
@@ -227,8 +241,9 @@ struct ModelState {
 /// Offsets of one input partition that are still needed to rebuild state.
 #[derive(Debug, Default)]
 struct OffsetTracker {
-    /// Pane index → smallest and largest offset of the events recorded into that pane.
-    by_pane: BTreeMap<i64, (i64, i64)>,
+    /// Pane index → smallest and largest offset of the events recorded into that pane, sorted
+    /// by pane (events mostly arrive in pane order, so an update is almost always at the back).
+    by_pane: VecDeque<(i64, (i64, i64))>,
     /// Highest offset handled.
     last: Option<i64>,
 }
@@ -237,7 +252,25 @@ impl OffsetTracker {
     #[inline]
     fn note(&mut self, pane: Option<i64>, offset: i64) {
         if let Some(p) = pane {
-            let e = self.by_pane.entry(p).or_insert((offset, offset));
+            let slot = match self.by_pane.back() {
+                Some(&(last, _)) if last == p => self.by_pane.len() - 1,
+                Some(&(last, _)) if last < p => {
+                    self.by_pane.push_back((p, (offset, offset)));
+                    self.by_pane.len() - 1
+                }
+                None => {
+                    self.by_pane.push_back((p, (offset, offset)));
+                    0
+                }
+                Some(_) => match self.by_pane.binary_search_by_key(&p, |e| e.0) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        self.by_pane.insert(i, (p, (offset, offset)));
+                        i
+                    }
+                },
+            };
+            let e = &mut self.by_pane[slot].1;
             e.0 = e.0.min(offset);
             e.1 = e.1.max(offset);
         }
@@ -248,8 +281,10 @@ impl OffsetTracker {
 
     /// First and last offset of the events recorded into panes `[first, last]`.
     fn range(&self, first: i64, last: i64) -> Option<(i64, i64)> {
+        let from = self.by_pane.partition_point(|e| e.0 < first);
         self.by_pane
-            .range(first..=last)
+            .range(from..)
+            .take_while(|e| e.0 <= last)
             .map(|(_, r)| *r)
             .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
     }
@@ -257,14 +292,11 @@ impl OffsetTracker {
     /// The next offset to commit, given the oldest pane still needed.
     fn committable(&mut self, oldest_needed: Option<i64>, pin: Option<i64>) -> Option<i64> {
         if let Some(oldest) = oldest_needed {
-            while let Some((&p, _)) = self.by_pane.first_key_value() {
-                if p >= oldest {
-                    break;
-                }
-                self.by_pane.pop_first();
+            while self.by_pane.front().is_some_and(|e| e.0 < oldest) {
+                self.by_pane.pop_front();
             }
         }
-        let floor = self.by_pane.values().map(|r| r.0).min();
+        let floor = self.by_pane.iter().map(|e| e.1 .0).min();
         let next = match (floor, self.last) {
             (Some(f), _) => Some(f),
             (None, Some(l)) => Some(l + 1),
@@ -277,16 +309,37 @@ impl OffsetTracker {
     }
 }
 
+/// Offset trackers of one partition, one per input kind.
+#[derive(Debug, Default)]
+struct Offsets([OffsetTracker; 3]);
+
+impl Offsets {
+    const KINDS: [EventKind; 3] = [EventKind::Prediction, EventKind::Features, EventKind::Label];
+
+    #[inline]
+    fn of(&mut self, kind: EventKind) -> &mut OffsetTracker {
+        &mut self.0[kind as usize]
+    }
+
+    fn get(&self, kind: EventKind) -> &OffsetTracker {
+        &self.0[kind as usize]
+    }
+}
+
 /// State of one input partition (the same partition number of every input topic).
 #[derive(Debug, Default)]
 struct PartitionState {
+    /// Partition number.
+    id: i32,
     max_ts: Option<i64>,
     /// Pane end at or after which the next pane closes; avoids walking models on every event.
     next_close_ms: i64,
     models: Vec<ModelState>,
     model_index: HashMap<String, usize>,
+    /// Model of the previous event (events of one model usually come in runs).
+    last_model: usize,
     joins: JoinBuffer,
-    offsets: HashMap<EventKind, OffsetTracker>,
+    offsets: Offsets,
     /// Topic (or file) the predictions of this partition come from.
     prediction_source: Option<String>,
 }
@@ -295,7 +348,10 @@ struct PartitionState {
 pub struct Monitor {
     cfg: Arc<Config>,
     baselines: Baselines,
-    partitions: HashMap<i32, PartitionState>,
+    /// Partitions in the order they were first seen; few, so found by a scan (the previous
+    /// event's first).
+    partitions: Vec<PartitionState>,
+    last_partition: usize,
     counts: Counts,
     telemetry: Option<Telemetry>,
     clock: Clock,
@@ -304,6 +360,8 @@ pub struct Monitor {
     lateness_ms: i64,
     ledger: crate::policy::TriggerLedger,
     snapshots: Option<crate::sink::snapshot::SnapshotWriter>,
+    /// Whether versions keep their recent events (only snapshots read them).
+    keep_recent: bool,
     new_profiles: Vec<Arc<Profile>>,
 }
 
@@ -315,7 +373,8 @@ impl Monitor {
         Self {
             cfg,
             baselines,
-            partitions: HashMap::new(),
+            partitions: Vec::new(),
+            last_partition: 0,
             counts: Counts::default(),
             telemetry: None,
             clock,
@@ -324,6 +383,7 @@ impl Monitor {
             lateness_ms,
             ledger: Default::default(),
             snapshots: None,
+            keep_recent: false,
             new_profiles: Vec::new(),
         }
     }
@@ -338,6 +398,7 @@ impl Monitor {
     /// Writes a Parquet snapshot of the triggering window's events with every trigger.
     pub fn with_snapshots(mut self, writer: crate::sink::snapshot::SnapshotWriter) -> Self {
         self.snapshots = Some(writer);
+        self.keep_recent = true;
         self
     }
 
@@ -364,7 +425,7 @@ impl Monitor {
         telemetry.flush_counts(&mut self.counts);
         let versions: usize = self
             .partitions
-            .values()
+            .iter()
             .flat_map(|p| p.models.iter())
             .map(|m| m.versions.len())
             .sum();
@@ -373,14 +434,56 @@ impl Monitor {
 
     /// Forgets a partition (revoked): its new owner rebuilds the state from committed offsets.
     pub fn drop_partition(&mut self, partition: i32) {
-        self.partitions.remove(&partition);
+        self.partitions.retain(|p| p.id != partition);
+        self.last_partition = 0;
+    }
+
+    /// Index of a partition's state, created on first use.
+    #[inline]
+    fn partition_index(&mut self, partition: i32) -> usize {
+        if self
+            .partitions
+            .get(self.last_partition)
+            .is_some_and(|p| p.id == partition)
+        {
+            return self.last_partition;
+        }
+        let i = match self.partitions.iter().position(|p| p.id == partition) {
+            Some(i) => i,
+            None => {
+                self.partitions.push(PartitionState {
+                    id: partition,
+                    ..Default::default()
+                });
+                self.partitions.len() - 1
+            }
+        };
+        self.last_partition = i;
+        i
     }
 
     /// Processes one message, appending what it causes to `out`.
     pub fn process(&mut self, input: Input<'_>, out: &mut Vec<Output>) {
-        let max = self.cfg.limits.max_event_bytes;
+        let decoded = decode(input.payload, input.kind, self.cfg.limits.max_event_bytes);
+        self.process_decoded(input, &decoded, out);
+    }
+
+    /// The largest message accepted (`limits.max_event_bytes`), for callers that decode.
+    pub fn max_event_bytes(&self) -> usize {
+        self.cfg.limits.max_event_bytes
+    }
+
+    /// Processes one message that the caller already decoded with
+    /// `decode(input.payload, input.kind, self.max_event_bytes())` (so decoding can run on
+    /// another thread); the same as [`Monitor::process`] otherwise.
+    pub fn process_decoded(
+        &mut self,
+        input: Input<'_>,
+        decoded: &Result<Event<'_>, DecodeError>,
+        out: &mut Vec<Output>,
+    ) {
         let kind_label = input.kind.map(EventKind::as_str).unwrap_or("file");
-        let event = match decode(input.payload, input.kind, max) {
+        let event = match decoded {
             Ok(e) => e,
             Err(err) => {
                 self.counts.event(kind_label, "dead_letter");
@@ -393,33 +496,32 @@ impl Monitor {
                     offset: input.offset,
                     payload: input.payload.to_vec(),
                 }));
-                let part = self.partitions.entry(input.partition).or_default();
+                let pi = self.partition_index(input.partition);
                 let kind = input.kind.unwrap_or(EventKind::Prediction);
-                part.offsets
-                    .entry(kind)
-                    .or_default()
+                self.partitions[pi]
+                    .offsets
+                    .of(kind)
                     .note(None, input.offset);
                 return;
             }
         };
         let kind = event.kind;
-        let outcome = self.apply(&event, input, out);
+        let pi = self.partition_index(input.partition);
+        let outcome = self.apply(pi, event, input);
         self.counts.event(kind.as_str(), outcome);
-        self.advance(input.partition, out);
+        self.advance(pi, out);
     }
 
     /// Closes every pane of every partition (end of a replay file), evaluating what remains.
     pub fn finish(&mut self, out: &mut Vec<Output>) {
-        let parts: Vec<i32> = self.partitions.keys().copied().collect();
-        for p in parts {
-            if let Some(part) = self.partitions.get_mut(&p) {
-                if let Some(ts) = part.max_ts {
-                    // Everything up to and including the newest pane closes.
-                    part.max_ts = Some(ts + self.lateness_ms + self.slide_ms);
-                    part.next_close_ms = i64::MIN;
-                }
+        for pi in 0..self.partitions.len() {
+            let part = &mut self.partitions[pi];
+            if let Some(ts) = part.max_ts {
+                // Everything up to and including the newest pane closes.
+                part.max_ts = Some(ts + self.lateness_ms + self.slide_ms);
+                part.next_close_ms = i64::MIN;
             }
-            self.advance(p, out);
+            self.advance(pi, out);
         }
     }
 
@@ -427,7 +529,8 @@ impl Monitor {
     /// outputs already produced, so a restart from there loses nothing.
     pub fn committable(&mut self) -> Vec<((EventKind, i32), i64)> {
         let mut res = Vec::new();
-        for (&p, part) in self.partitions.iter_mut() {
+        for part in self.partitions.iter_mut() {
+            let p = part.id;
             let oldest = part
                 .models
                 .iter()
@@ -446,7 +549,7 @@ impl Monitor {
                     Phase::Active(_) => None,
                 })
                 .min();
-            for (&kind, tracker) in part.offsets.iter_mut() {
+            for (kind, tracker) in Offsets::KINDS.into_iter().zip(part.offsets.0.iter_mut()) {
                 let pin = if kind == EventKind::Prediction {
                     pin
                 } else {
@@ -460,9 +563,19 @@ impl Monitor {
         res
     }
 
-    fn apply(&mut self, e: &Event<'_>, input: Input<'_>, out: &mut Vec<Output>) -> &'static str {
-        let cfg = Arc::clone(&self.cfg);
-        let part = self.partitions.entry(input.partition).or_default();
+    fn apply(&mut self, pi: usize, e: &Event<'_>, input: Input<'_>) -> &'static str {
+        let Monitor {
+            cfg,
+            baselines,
+            partitions,
+            counts,
+            version_seq,
+            new_profiles,
+            keep_recent,
+            ..
+        } = self;
+        let cfg: &Config = cfg;
+        let part = &mut partitions[pi];
         if part.max_ts.is_none_or(|m| e.timestamp_ms > m) {
             part.max_ts = Some(e.timestamp_ms);
         }
@@ -476,40 +589,30 @@ impl Monitor {
                     .model_version
                     .as_deref()
                     .expect("predictions have versions");
-                let Some(mi) = model_slot(part, &e.model_id, &cfg, &mut self.counts) else {
-                    part.offsets
-                        .entry(e.kind)
-                        .or_default()
-                        .note(None, input.offset);
+                let Some(mi) = model_slot(part, &e.model_id, cfg, counts) else {
+                    part.offsets.of(e.kind).note(None, input.offset);
                     return "limit";
                 };
                 let model = &mut part.models[mi];
                 let Some(vi) = version_slot(
                     model,
                     version,
-                    &cfg,
-                    &self.baselines,
-                    &mut self.version_seq,
-                    &mut self.counts,
+                    cfg,
+                    baselines,
+                    version_seq,
+                    *keep_recent,
+                    counts,
                 ) else {
-                    part.offsets
-                        .entry(e.kind)
-                        .or_default()
-                        .note(None, input.offset);
+                    part.offsets.of(e.kind).note(None, input.offset);
                     return "limit";
                 };
-                let (outcome, pane, groups) = record_prediction(
-                    &mut model.versions[vi],
-                    e,
-                    input.offset,
-                    &cfg,
-                    &mut self.counts,
-                );
+                let (outcome, pane, groups) =
+                    record_prediction(&mut model.versions[vi], e, input.offset, cfg, counts);
                 tracker_pane = pane;
                 if outcome == "bootstrapped" {
                     if let Phase::Active(a) = &model.versions[vi].phase {
                         let profile = Arc::clone(&a.profile);
-                        self.new_profiles.push(Arc::clone(&profile));
+                        new_profiles.push(Arc::clone(&profile));
                         // Versions still bootstrapping share it: a canary is compared against
                         // the same reference as its baseline version.
                         for (i, other) in model.versions.iter_mut().enumerate() {
@@ -521,7 +624,7 @@ impl Monitor {
                                     .is_none()
                             {
                                 other.phase =
-                                    Phase::Active(Box::new(activate(Arc::clone(&profile), &cfg)));
+                                    Phase::Active(Box::new(activate(Arc::clone(&profile), cfg)));
                             }
                         }
                     }
@@ -549,7 +652,7 @@ impl Monitor {
                         cfg.limits.join_ttl.as_millis() as i64,
                         cfg.limits.max_pending_joins,
                     );
-                    self.counts.join_expired += evicted;
+                    counts.join_expired += evicted;
                     if e.features.is_empty() {
                         if let Some(early) = part.joins.take_early(&e.event_id) {
                             let borrowed: Vec<_> = early
@@ -564,7 +667,7 @@ impl Monitor {
                                 &mut part.models[mi].versions[vi],
                                 e.timestamp_ms,
                                 &borrowed,
-                                &mut self.counts,
+                                counts,
                             );
                         }
                     }
@@ -572,29 +675,25 @@ impl Monitor {
                 outcome
             }
             EventKind::Label => {
-                let (outcome, pane) = apply_label(part, e, &mut self.counts);
+                let (outcome, pane) = apply_label(part, e, counts);
                 tracker_pane = pane;
                 outcome
             }
             EventKind::Features => {
-                let (outcome, pane) = apply_features(part, e, &cfg, &mut self.counts);
+                let (outcome, pane) = apply_features(part, e, cfg, counts);
                 tracker_pane = pane;
                 outcome
             }
         };
-        let part = self.partitions.get_mut(&input.partition).expect("exists");
-        part.offsets
-            .entry(e.kind)
-            .or_default()
-            .note(tracker_pane, input.offset);
-        let _ = out;
+        part.offsets.of(e.kind).note(tracker_pane, input.offset);
         outcome
     }
 
-    fn advance(&mut self, partition: i32, out: &mut Vec<Output>) {
-        let Some(part) = self.partitions.get_mut(&partition) else {
+    fn advance(&mut self, pi: usize, out: &mut Vec<Output>) {
+        let Some(part) = self.partitions.get_mut(pi) else {
             return;
         };
+        let partition = part.id;
         let Some(max_ts) = part.max_ts else { return };
         let watermark = max_ts.saturating_sub(self.lateness_ms);
         if watermark < part.next_close_ms {
@@ -683,9 +782,7 @@ impl Monitor {
                     ev.bounds.start_ms.div_euclid(slide_ms),
                     (ev.bounds.end_ms - 1).div_euclid(slide_ms),
                 );
-                if let Some((from, to)) = offsets
-                    .get(&EventKind::Prediction)
-                    .and_then(|o| o.range(panes.0, panes.1))
+                if let Some((from, to)) = offsets.get(EventKind::Prediction).range(panes.0, panes.1)
                 {
                     t.evidence["input"] = serde_json::json!({
                         "topic": prediction_source.as_deref().unwrap_or(&cfg.topics.predictions),
@@ -718,7 +815,15 @@ fn model_slot(
     cfg: &Config,
     counts: &mut Counts,
 ) -> Option<usize> {
+    if part
+        .models
+        .get(part.last_model)
+        .is_some_and(|m| same_str(&m.model_id, model_id))
+    {
+        return Some(part.last_model);
+    }
     if let Some(&i) = part.model_index.get(model_id) {
+        part.last_model = i;
         return Some(i);
     }
     if part.models.len() >= cfg.limits.max_models {
@@ -731,6 +836,7 @@ fn model_slot(
         ..Default::default()
     });
     part.model_index.insert(model_id.to_string(), i);
+    part.last_model = i;
     Some(i)
 }
 
@@ -740,9 +846,14 @@ fn version_slot(
     cfg: &Config,
     baselines: &Baselines,
     seq: &mut u64,
+    keep_recent: bool,
     counts: &mut Counts,
 ) -> Option<usize> {
-    if let Some(i) = model.versions.iter().position(|v| v.version == version) {
+    if let Some(i) = model
+        .versions
+        .iter()
+        .position(|v| same_str(&v.version, version))
+    {
         return Some(i);
     }
     if model.versions.len() >= cfg.limits.max_versions_per_model {
@@ -779,9 +890,16 @@ fn version_slot(
         attributes: Vec::new(),
         policy: VersionPolicy::new(&model.model_id, version),
         events: 0,
-        recent: crate::sink::snapshot::RecentEvents::new(
-            cfg.triggers_for(&model.model_id).snapshot_events,
-        ),
+        // Only a trigger's snapshot reads the recent events: none are kept without snapshots or
+        // when the model's triggers are disabled.
+        recent: crate::sink::snapshot::RecentEvents::new({
+            let t = cfg.triggers_for(&model.model_id);
+            if keep_recent && t.enabled {
+                t.snapshot_events
+            } else {
+                0
+            }
+        }),
     });
     Some(model.versions.len() - 1)
 }
@@ -828,10 +946,14 @@ fn record_prediction(
     let mut groups = [NO_GROUP; MAX_JOIN_ATTRIBUTES];
     let mut slots = groups.iter_mut();
     for (attr, group) in &e.attributes {
-        if !wanted.is_empty() && !wanted.iter().any(|w| w == attr) {
+        if !wanted.is_empty() && !wanted.iter().any(|w| same_str(w, attr)) {
             continue;
         }
-        let ai = match v.attributes.iter().position(|a| a.attribute == *attr) {
+        let ai = match v
+            .attributes
+            .iter()
+            .position(|a| same_str(&a.attribute, attr))
+        {
             Some(i) => i,
             None => {
                 if v.attributes.len() >= MAX_JOIN_ATTRIBUTES {
