@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -22,7 +22,7 @@ use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::event::EventKind;
+use crate::event::{decode, EventKind};
 use crate::output::Output;
 use crate::sink::kafka::KafkaSink;
 use crate::state::{Input, Monitor};
@@ -222,26 +222,51 @@ pub async fn run(
                         continue;
                     }
                 };
-                if shared.revoked_flag.swap(false, Ordering::AcqRel) {
-                    let revoked = std::mem::take(&mut *shared.revoked.lock().expect("not poisoned"));
-                    for (topic, p) in revoked {
-                        stored.remove(&(topic, p));
-                        monitor.drop_partition(p);
+                // Take what else is ready now, up to a batch, so that a second thread can
+                // decode it while this one processes it. A rebalance may happen inside any
+                // poll: the batch then ends before the first message polled after it, which is
+                // handled on its own once the revoked partitions are dropped, in the same order
+                // as handling messages one at a time.
+                let mut batch = vec![msg];
+                let mut after_rebalance = None;
+                let mut ended = false;
+                while batch.len() < MAX_BATCH {
+                    match stream.next().now_or_never() {
+                        Some(Some(Ok(m))) => {
+                            if shared.revoked_flag.load(Ordering::Acquire) {
+                                after_rebalance = Some(m);
+                                break;
+                            }
+                            batch.push(m);
+                        }
+                        Some(Some(Err(e))) => tracing::warn!(error = %e, "consumer error"),
+                        Some(None) => {
+                            ended = true;
+                            break;
+                        }
+                        None => break,
                     }
                 }
-                consumed += 1;
-                let topic = msg.topic();
-                let input = Input {
-                    kind: kind_of(&cfg, topic),
-                    topic,
-                    partition: msg.partition(),
-                    offset: msg.offset(),
-                    payload: msg.payload().unwrap_or_default(),
-                };
-                monitor.process(input, &mut outputs);
-                for o in outputs.drain(..) {
-                    sink.send(&o);
-                    on_output(&o);
+                for batch in [batch, after_rebalance.into_iter().collect()] {
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    if shared.revoked_flag.swap(false, Ordering::AcqRel) {
+                        let revoked =
+                            std::mem::take(&mut *shared.revoked.lock().expect("not poisoned"));
+                        for (topic, p) in revoked {
+                            stored.remove(&(topic, p));
+                            monitor.drop_partition(p);
+                        }
+                    }
+                    consumed += batch.len() as u64;
+                    process_batch(&cfg, &batch, &mut monitor, &mut outputs, &mut |o| {
+                        sink.send(o);
+                        on_output(o);
+                    });
+                }
+                if ended {
+                    break;
                 }
             }
         }
@@ -263,6 +288,71 @@ pub async fn run(
         "source stopped"
     );
     Ok(())
+}
+
+/// Messages taken from the consumer at a time when they are ready.
+const MAX_BATCH: usize = 1024;
+
+/// Batches at least this long are decoded on a second thread.
+const PARALLEL_MIN: usize = 128;
+
+/// Messages decoded and handed over at a time.
+const DECODE_BATCH: usize = 64;
+
+/// Processes messages in order. A long batch is decoded on a scoped second thread, a few
+/// messages ahead of the monitor; the monitor sees the same events in the same order either
+/// way.
+fn process_batch<M: Message>(
+    cfg: &Config,
+    messages: &[M],
+    monitor: &mut Monitor,
+    outputs: &mut Vec<Output>,
+    emit: &mut impl FnMut(&Output),
+) {
+    let inputs: Vec<Input<'_>> = messages
+        .iter()
+        .map(|m| {
+            let topic = m.topic();
+            Input {
+                kind: kind_of(cfg, topic),
+                topic,
+                partition: m.partition(),
+                offset: m.offset(),
+                payload: m.payload().unwrap_or_default(),
+            }
+        })
+        .collect();
+    if inputs.len() < PARALLEL_MIN {
+        for input in inputs {
+            monitor.process(input, outputs);
+            outputs.drain(..).for_each(|o| emit(&o));
+        }
+        return;
+    }
+    let max_bytes = monitor.max_event_bytes();
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let all = &inputs;
+        scope.spawn(move || {
+            for chunk in all.chunks(DECODE_BATCH) {
+                let decoded: Vec<_> = chunk
+                    .iter()
+                    .map(|i| decode(i.payload, i.kind, max_bytes))
+                    .collect();
+                if tx.send(decoded).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut next = inputs.iter();
+        for decoded in rx {
+            for d in &decoded {
+                let input = *next.next().expect("one decoded event per input");
+                monitor.process_decoded(input, d, outputs);
+                outputs.drain(..).for_each(|o| emit(&o));
+            }
+        }
+    });
 }
 
 /// Key of a bootstrapped baseline on the state topic.
