@@ -124,13 +124,6 @@ pub struct JoinBuffer {
 }
 
 impl JoinBuffer {
-    /// The newest pending prediction of `key`.
-    #[inline]
-    fn newest(&self, key: u64) -> Option<&Pending> {
-        let seq = *self.index.get(&key)?;
-        Some(&self.ring[(seq - self.base) as usize].p)
-    }
-
     /// Adds a prediction; evicts entries older than `ttl_ms` behind `now_ms` or beyond
     /// `capacity`, returning how many unjoined entries were evicted.
     pub fn insert(
@@ -150,9 +143,10 @@ impl JoinBuffer {
             if !(expired || self.ring.len() > capacity) {
                 break;
             }
-            // The id may have been inserted again later; only evict entries of this age (the
-            // newest prediction of the id is looked up before this one leaves the ring).
-            if self.newest(k).is_some_and(|e| e.ts == oldest.ts) {
+            // The id may have been inserted again later (a redelivered prediction): the index
+            // then points at the newer entry, which stays. Only the entry the index points at
+            // is evicted with its slot.
+            if self.index.get(&k) == Some(&self.base) {
                 self.index.remove(&k);
                 evicted += 1;
             }
@@ -242,24 +236,28 @@ mod tests {
     }
 
     /// The straightforward buffer: a map of pending predictions and a queue of arrivals.
+    /// A map and a queue: id -> (insertion number, newest prediction), insertions in order.
     #[derive(Default)]
     struct Reference {
-        pending: HashMap<u64, Pending>,
-        order: VecDeque<(i64, u64)>,
+        pending: HashMap<u64, (u64, Pending)>,
+        order: VecDeque<(i64, u64, u64)>,
+        inserted: u64,
     }
 
     impl Reference {
         fn insert(&mut self, id: &str, p: Pending, now: i64, ttl: i64, cap: usize) -> u64 {
             let key = hash_str(id);
-            self.pending.insert(key, p);
-            self.order.push_back((p.ts, key));
+            let n = self.inserted;
+            self.inserted += 1;
+            self.pending.insert(key, (n, p));
+            self.order.push_back((p.ts, key, n));
             let mut evicted = 0;
-            while let Some(&(ts, k)) = self.order.front() {
+            while let Some(&(ts, k, n)) = self.order.front() {
                 if !(ts < now.saturating_sub(ttl) || self.order.len() > cap) {
                     break;
                 }
                 self.order.pop_front();
-                if self.pending.get(&k).is_some_and(|e| e.ts == ts) {
+                if self.pending.get(&k).is_some_and(|e| e.0 == n) {
                     self.pending.remove(&k);
                     evicted += 1;
                 }
@@ -267,8 +265,12 @@ mod tests {
             evicted
         }
 
+        fn take_for_label(&mut self, id: &str) -> Option<Pending> {
+            self.pending.remove(&hash_str(id)).map(|(_, p)| p)
+        }
+
         fn take_features_slot(&mut self, id: &str) -> Option<Pending> {
-            let p = self.pending.get_mut(&hash_str(id))?;
+            let (_, p) = self.pending.get_mut(&hash_str(id))?;
             if !p.features_pending {
                 return None;
             }
@@ -299,11 +301,21 @@ mod tests {
                         r.insert(&id, p, now, ttl, cap)
                     );
                 }
-                6..=7 => assert_eq!(j.take_for_label(&id), r.pending.remove(&hash_str(&id))),
+                6..=7 => assert_eq!(j.take_for_label(&id), r.take_for_label(&id)),
                 _ => assert_eq!(j.take_features_slot(&id), r.take_features_slot(&id)),
             }
             assert_eq!(j.len(), r.pending.len());
         }
+    }
+
+    #[test]
+    fn a_redelivered_prediction_outlives_its_first_copy() {
+        let mut j = JoinBuffer::default();
+        j.insert("a", pending(0), 0, 100, 2);
+        j.insert("a", pending(0), 0, 100, 2);
+        // capacity 2: the first copy of "a" leaves the ring; the second still joins.
+        assert_eq!(j.insert("b", pending(0), 0, 100, 2), 0);
+        assert_eq!(j.take_for_label("a").map(|p| p.ts), Some(0));
     }
 
     #[test]
