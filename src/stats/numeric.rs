@@ -397,40 +397,32 @@ impl FastIndex {
     }
 }
 
-/// Reference-side terms of one union bin for the window statistics.
-#[derive(Clone, Copy, Debug, Default)]
-struct RefTerms {
-    /// Reference count up to the end of the bin.
-    cum: u64,
-    /// Reference count below the bin plus the reference values equal to its lower edge.
-    at_edge: u64,
-    /// Reference offset sum of the bin divided by n_ref.
-    off_n: f64,
-    /// `cum / n_ref`.
-    f_end: f64,
-    /// Width of the bin (interior bins; 0 for the outer ones).
-    width: f64,
-    /// `f_end * width - off_n`: the reference part of the bin's Wasserstein integral.
-    w_ref: f64,
+/// Adds non-NaN value `v`, whose union bin is `j`, to per-bin accumulators.
+#[inline(always)]
+fn add_to_bin(ix: &FastIndex, hot: &mut [HotAcc], eq: &mut [u64], j: usize, v: f64) {
+    let anchor = ix.anchor(j);
+    let b = &mut hot[j];
+    b.count += 1;
+    b.offset_sum += v - anchor;
+    if j > 0 && v == anchor {
+        eq[j] += 1;
+    }
 }
 
-/// Reference-side terms of the window statistics, derived from the profile (not serialized),
-/// one record per union bin so that a window pass reads one array besides the pane's.
-/// The reference terms of [`RefTerms`] as f64, one array per term (so that pairs of bins load
-/// as pairs); counts are exact in f64 far beyond any reference size.
-#[derive(Clone, Debug, Default)]
-struct SlimTerms {
-    cum: Vec<f64>,
-    at_edge: Vec<f64>,
-    width: Vec<f64>,
-    w_ref: Vec<f64>,
-}
-
+/// Reference-side terms of the window statistics, derived from the profile (not serialized):
+/// one f64 array per term, indexed by union bin (so that pairs of bins load as pairs); counts
+/// are exact in f64 far beyond any reference size.
 #[derive(Clone, Debug, Default)]
 struct EvalCache {
-    bins: Vec<RefTerms>,
-    /// `bins`, as f64 arrays.
-    slim: SlimTerms,
+    /// Reference count up to the end of the bin.
+    cum: Vec<f64>,
+    /// Reference count below the bin plus the reference values equal to its lower edge.
+    at_edge: Vec<f64>,
+    /// Width of the bin (interior bins; 0 for the outer ones).
+    width: Vec<f64>,
+    /// `F_ref(end) * width - S_ref / n_ref`: the reference part of the bin's Wasserstein
+    /// integral (S_ref the bin's offset sum).
+    w_ref: Vec<f64>,
     /// Union bins of each coarse bin (consecutive ranges: the union edges include the inner
     /// coarse edges).
     coarse_ranges: Vec<std::ops::Range<usize>>,
@@ -440,25 +432,19 @@ impl EvalCache {
     fn new(p: &NumericProfile) -> Self {
         let nb = p.ref_bins.len();
         let nr = p.n_ref as f64;
-        let mut bins = Vec::with_capacity(nb);
+        let mut c = EvalCache::default();
         let mut cr = 0u64;
         for (j, rb) in p.ref_bins.iter().enumerate() {
-            let at_edge = cr + rb.eq;
+            c.at_edge.push((cr + rb.eq) as f64);
             cr += rb.count;
-            let (off_n, f_end) = (rb.offset_sum / nr, cr as f64 / nr);
+            c.cum.push(cr as f64);
             let width = if j == 0 || j == nb - 1 {
                 0.0
             } else {
                 p.edges[j] - p.edges[j - 1]
             };
-            bins.push(RefTerms {
-                cum: cr,
-                at_edge,
-                off_n,
-                f_end,
-                width,
-                w_ref: f_end * width - off_n,
-            });
+            c.width.push(width);
+            c.w_ref.push(cr as f64 / nr * width - rb.offset_sum / nr);
         }
         let mut coarse_ranges = vec![0..0; p.ref_coarse.len()];
         for (j, &k) in p.coarse_of_bin.iter().enumerate() {
@@ -477,16 +463,8 @@ impl EvalCache {
                 == Some(nb),
             "coarse ranges partition the union bins in order"
         );
-        EvalCache {
-            slim: SlimTerms {
-                cum: bins.iter().map(|b| b.cum as f64).collect(),
-                at_edge: bins.iter().map(|b| b.at_edge as f64).collect(),
-                width: bins.iter().map(|b| b.width).collect(),
-                w_ref: bins.iter().map(|b| b.w_ref).collect(),
-            },
-            bins,
-            coarse_ranges,
-        }
+        c.coarse_ranges = coarse_ranges;
+        c
     }
 }
 
@@ -671,20 +649,8 @@ impl NumericProfile {
     /// Adds a non-NaN value to per-bin accumulators.
     #[inline(always)]
     fn accumulate(&self, hot: &mut [HotAcc], eq: &mut [u64], v: f64) {
-        self.accumulate_with(self.fast(), hot, eq, v)
-    }
-
-    /// [`Self::accumulate`] with the lookup grid at hand.
-    #[inline(always)]
-    fn accumulate_with(&self, ix: &FastIndex, hot: &mut [HotAcc], eq: &mut [u64], v: f64) {
-        let j = ix.find(&self.edges, v);
-        let anchor = ix.anchor(j);
-        let b = &mut hot[j];
-        b.count += 1;
-        b.offset_sum += v - anchor;
-        if j > 0 && v == anchor {
-            eq[j] += 1;
-        }
+        let ix = self.fast();
+        add_to_bin(ix, hot, eq, ix.find(&self.edges, v), v);
     }
 
     /// Union bin index of a value (0 = below the first edge).
@@ -830,14 +796,7 @@ impl NumericPane {
             *b = ix.find(&profile.edges, v) as u32;
         }
         for (&j, &v) in bins.iter().zip(&self.staged) {
-            let j = j as usize;
-            let anchor = ix.anchor(j);
-            let b = &mut self.hot[j];
-            b.count += 1;
-            b.offset_sum += v - anchor;
-            if j > 0 && v == anchor {
-                self.eq[j] += 1;
-            }
+            add_to_bin(ix, &mut self.hot, &mut self.eq, j as usize, v);
         }
         if let Some(buf) = &mut self.small {
             if buf.len() + self.staged.len() <= SMALL_EXACT_CAP {
@@ -978,10 +937,10 @@ fn streaming_ks_numerator(profile: &NumericProfile, pane: &NumericPane, cur_tota
         for (j, (cb, &ceq)) in pane.hot.iter().zip(&pane.eq).enumerate() {
             if j > 0 {
                 let fc = cc + ceq;
-                best = best.max((ec.bins[j].at_edge * nc).abs_diff(fc * nr));
+                best = best.max((ec.at_edge[j] as u64 * nc).abs_diff(fc * nr));
             }
             cc += cb.count;
-            best = best.max((ec.bins[j].cum * nc).abs_diff(cc * nr));
+            best = best.max((ec.cum[j] as u64 * nc).abs_diff(cc * nr));
         }
         return best as u128;
     }
@@ -990,12 +949,12 @@ fn streaming_ks_numerator(profile: &NumericProfile, pane: &NumericPane, cur_tota
     let mut best = 0u128;
     for (j, (cb, &ceq)) in pane.hot.iter().zip(&pane.eq).enumerate() {
         if j > 0 {
-            let fr = ec.bins[j].at_edge as u128;
+            let fr = ec.at_edge[j] as u128;
             let fc = cc + ceq as u128;
             best = best.max((fr * nc).abs_diff(fc * nr));
         }
         cc += cb.count as u128;
-        best = best.max((ec.bins[j].cum as u128 * nc).abs_diff(cc * nr));
+        best = best.max((ec.cum[j] as u128 * nc).abs_diff(cc * nr));
     }
     best
 }
@@ -1013,11 +972,10 @@ fn fused_window_pass(profile: &NumericProfile, pane: &NumericPane) -> Option<(u6
     }
     let ec = profile.eval_cache();
     let (nrf, ncf, inv_nc) = (nr as f64, nc as f64, 1.0 / nc as f64);
-    let st = &ec.slim;
     let nb = pane.hot.len();
     let (hot, eq) = (&pane.hot[..nb], &pane.eq[..nb]);
-    let (cum, at_edge) = (&st.cum[..nb], &st.at_edge[..nb]);
-    let (width, w_ref) = (&st.width[..nb], &st.w_ref[..nb]);
+    let (cum, at_edge) = (&ec.cum[..nb], &ec.at_edge[..nb]);
+    let (width, w_ref) = (&ec.width[..nb], &ec.w_ref[..nb]);
     let mut best = [0.0f64; 2];
     let mut w = [0.0f64; 2];
     // Bin j, lane l: current values below the bin (`prev`) and up to its end (`now`). KS at
@@ -1065,20 +1023,13 @@ fn fused_window_pass(profile: &NumericProfile, pane: &NumericPane) -> Option<(u6
 fn streaming_wasserstein(profile: &NumericProfile, pane: &NumericPane) -> f64 {
     let ec = profile.eval_cache();
     let nc = pane.n as f64;
-    let nb = pane.hot.len();
     let mut cc = 0u64;
     let mut total = 0.0;
     for (j, cb) in pane.hot.iter().enumerate() {
-        // S_c/n_c - S_r/n_r; for (-inf, e0), [e_last, inf) and a single bin it is the integral.
-        let s = cb.offset_sum / nc - ec.bins[j].off_n;
+        // (F_r - F_c at the bin's end) times its width (0 for the outer bins, where the
+        // integral is S_c/n_c - S_r/n_r alone) plus S_c/n_c - S_r/n_r.
         cc += cb.count;
-        let integral = if j == 0 || j == nb - 1 {
-            s
-        } else {
-            let fc_end = cc as f64 / nc;
-            (ec.bins[j].f_end - fc_end) * ec.bins[j].width + s
-        };
-        total += integral.abs();
+        total += (ec.w_ref[j] + (cb.offset_sum - cc as f64 * ec.width[j]) / nc).abs();
     }
     total
 }
