@@ -87,15 +87,139 @@ impl Number<'_> {
     }
 }
 
+/// A word with the high bit set in every byte that ends the fast scan of a string (see
+/// [`STRING_STOP`]), and possibly in later bytes; the lowest set bit is exact.
+#[inline(always)]
+fn string_stops(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let quote = zero_byte(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(w ^ (ONES * u64::from(b'\\')));
+    // Bytes below 0x20 (bytes of 0x80 and above keep their high bit out of the mask).
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    quote | backslash | control
+}
+
+/// Powers of ten as integers, for appending up to eight digits to a mantissa.
+const POW10_U64: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// Reads eight bytes at `i` as a little-endian word, `None` near the end of the input.
+#[inline(always)]
+fn word(b: &[u8], i: usize) -> Option<u64> {
+    let bytes: [u8; 8] = b.get(i..i + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+/// How many of the word's bytes, from the first, are ASCII digits (0 to 8).
+#[inline(always)]
+fn leading_digits(w: u64) -> u32 {
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    // A byte is a digit when its high nibble is 3 and its low nibble plus 6 stays below 16.
+    let over = ((w & !HIGH).wrapping_add(0x0606_0606_0606_0606)) & HIGH;
+    let not_digit = ((w & HIGH) ^ 0x3030_3030_3030_3030) | over;
+    not_digit.trailing_zeros() / 8
+}
+
+/// The decimal value of the word's first `n` bytes (1 to 8, all ASCII digits).
+#[inline(always)]
+fn digits_value(w: u64, n: u32) -> u64 {
+    // Digit values, the first `n` moved to the top so that the rest read as leading zeros
+    // (bytes beyond the digits, and any borrow they cause, are shifted out).
+    let v = w.wrapping_sub(0x3030_3030_3030_3030) << (8 * (8 - n));
+    // Pairs, then quadruples, then the whole: the first byte is the most significant digit.
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let v = ((v & 0x0000_00FF_0000_00FF).wrapping_mul(100 + (1_000_000 << 32)))
+        .wrapping_add(((v >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32)));
+    v >> 32
+}
+
+/// Consumes a run of ASCII digits at `*i`, appending them to `mantissa` (wrapping: callers
+/// only trust it up to 19 digits); returns how many there were.
+#[inline(always)]
+fn digit_run(b: &[u8], i: &mut usize, mantissa: &mut u64) -> u32 {
+    let mut count = 0;
+    while let Some(w) = word(b, *i) {
+        let n = leading_digits(w);
+        if n > 0 {
+            *mantissa = mantissa
+                .wrapping_mul(POW10_U64[n as usize])
+                .wrapping_add(digits_value(w, n));
+        }
+        *i += n as usize;
+        count += n;
+        if n < 8 {
+            return count;
+        }
+    }
+    // The last few bytes of the input, one at a time.
+    while let Some(&c) = b.get(*i) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+        *i += 1;
+        count += 1;
+    }
+    count
+}
+
+/// `out.push(item)` for a vector with room to spare: growing happens before the next item is
+/// built, so the item goes from registers straight into the vector. (Through `push`, whose
+/// growth path is a call, it is built on the stack first and copied, and reading it back
+/// stalls on store forwarding: a quarter of the decoding time of a feature.)
+#[inline(always)]
+fn push_reserved<T>(out: &mut Vec<T>, item: T) {
+    let len = out.len();
+    if len < out.capacity() {
+        // SAFETY: `len < capacity`, so the slot at `len` is allocated and unused; it is
+        // initialised before the length covers it.
+        unsafe {
+            out.as_mut_ptr().add(len).write(item);
+            out.set_len(len + 1);
+        }
+    } else {
+        out.push(item);
+    }
+    if out.len() == out.capacity() {
+        out.reserve(out.len().max(8));
+    }
+}
+
 struct Scanner<'a> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
+    /// Empty lists whose allocations the features and attributes are decoded into.
+    spare: Spare<'a>,
+}
+
+/// Empty lists to decode into (their allocations are reused).
+#[derive(Default)]
+pub(super) struct Spare<'a> {
+    pub(super) features: Vec<(Cow<'a, str>, FeatureValue<'a>)>,
+    pub(super) attributes: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
 impl<'a> Scanner<'a> {
-    #[inline]
+    /// Skips whitespace. Compact JSON has none, so the first byte is checked on its own:
+    /// everything JSON allows here but whitespace is above the space character.
+    #[inline(always)]
     fn ws(&mut self) {
+        if self.b.get(self.i).is_some_and(|&c| c > b' ') {
+            return;
+        }
         while let Some(&c) = self.b.get(self.i) {
             if !matches!(c, b' ' | b'\n' | b'\t' | b'\r') {
                 break;
@@ -123,25 +247,37 @@ impl<'a> Scanner<'a> {
     #[inline]
     fn string(&mut self) -> Option<&'a str> {
         let b = self.b;
-        let mut i = self.i;
-        if b.get(i) != Some(&b'"') {
+        if b.get(self.i) != Some(&b'"') {
             return None;
         }
-        i += 1;
-        let start = i;
-        loop {
-            let c = *b.get(i)?;
-            if STRING_STOP[usize::from(c)] {
-                if c != b'"' {
-                    return None;
+        let start = self.i + 1;
+        let mut i = start;
+        // Eight bytes at a time while they last, then one at a time.
+        let end = loop {
+            match word(b, i) {
+                Some(w) => {
+                    let stops = string_stops(w);
+                    if stops != 0 {
+                        break i + (stops.trailing_zeros() / 8) as usize;
+                    }
+                    i += 8;
                 }
-                break;
+                None => {
+                    while !STRING_STOP[usize::from(*b.get(i)?)] {
+                        i += 1;
+                    }
+                    break i;
+                }
             }
-            i += 1;
+        };
+        if b.get(end) != Some(&b'"') {
+            return None;
         }
-        self.i = i + 1;
-        // Both ends are next to ASCII quotes, so on character boundaries.
-        self.s.get(start..i)
+        self.i = end + 1;
+        debug_assert!(self.s.is_char_boundary(start) && self.s.is_char_boundary(end));
+        // SAFETY: `start` follows and `end` holds an ASCII quote of `self.s`, so both are in
+        // bounds and on character boundaries.
+        Some(unsafe { self.s.get_unchecked(start..end) })
     }
 
     /// `true`, `false` or `null` (`Some(None)` for null).
@@ -173,7 +309,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A number in strict JSON syntax: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
-    #[inline]
+    #[inline(always)]
     fn number(&mut self) -> Option<Number<'a>> {
         let b = self.b;
         let start = self.i;
@@ -181,42 +317,27 @@ impl<'a> Scanner<'a> {
         let negative = b.get(i) == Some(&b'-');
         i += usize::from(negative);
         let mut mantissa = 0u64;
-        let int_start = i;
-        match b.get(i) {
-            Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
-                while let Some(&c) = b.get(i) {
-                    let d = c.wrapping_sub(b'0');
-                    if d > 9 {
-                        break;
-                    }
-                    mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
-                    i += 1;
-                }
+        let mut digits = match b.get(i) {
+            // A leading zero stands alone: `01` ends the number after the `0` (and the caller
+            // then rejects the `1`).
+            Some(b'0') => {
+                i += 1;
+                1
             }
+            Some(b'1'..=b'9') => digit_run(b, &mut i, &mut mantissa),
             _ => return None,
-        }
-        let mut digits = (i - int_start) as u32;
+        };
         let mut integer = true;
         let mut exp10 = 0i64;
         if b.get(i) == Some(&b'.') {
             i += 1;
             integer = false;
-            let frac_start = i;
-            while let Some(&c) = b.get(i) {
-                let d = c.wrapping_sub(b'0');
-                if d > 9 {
-                    break;
-                }
-                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
-                i += 1;
-            }
-            let n = i - frac_start;
+            let n = digit_run(b, &mut i, &mut mantissa);
             if n == 0 {
                 return None;
             }
-            digits += n as u32;
-            exp10 = -(n as i64);
+            digits += n;
+            exp10 = -i64::from(n);
         }
         if matches!(b.get(i), Some(b'e' | b'E')) {
             i += 1;
@@ -352,28 +473,36 @@ impl<'a> Scanner<'a> {
         if self.null() {
             return Some(None);
         }
-        let mut out = Vec::with_capacity(24);
+        let mut out = std::mem::take(&mut self.spare.features);
+        out.reserve(24);
         self.object(|s, key| {
-            let v = match s.peek()? {
-                b'"' => FeatureValue::Text(Cow::Borrowed(s.string()?)),
-                b't' | b'f' | b'n' => match s.literal()? {
-                    Some(true) => FeatureValue::Number(1.0),
-                    Some(false) => FeatureValue::Number(0.0),
-                    None => FeatureValue::Null,
-                },
-                _ => FeatureValue::Number(s.number()?.to_f64()?),
-            };
-            out.push((Cow::Borrowed(key), v));
+            let v = s.feature_value()?;
+            push_reserved(&mut out, (Cow::Borrowed(key), v));
             Some(())
         })?;
         Some(Some(Features(out)))
+    }
+
+    /// A feature value: number, string, boolean (as 0 or 1) or null.
+    #[inline(always)]
+    fn feature_value(&mut self) -> Option<FeatureValue<'a>> {
+        Some(match self.peek()? {
+            b'"' => FeatureValue::Text(Cow::Borrowed(self.string()?)),
+            b't' | b'f' | b'n' => match self.literal()? {
+                Some(true) => FeatureValue::Number(1.0),
+                Some(false) => FeatureValue::Number(0.0),
+                None => FeatureValue::Null,
+            },
+            _ => FeatureValue::Number(self.number()?.to_f64()?),
+        })
     }
 
     fn attributes(&mut self) -> Option<Option<Attributes<'a>>> {
         if self.null() {
             return Some(None);
         }
-        let mut out = Vec::with_capacity(4);
+        let mut out = std::mem::take(&mut self.spare.attributes);
+        out.reserve(4);
         self.object(|s, key| {
             let v = s.label_text()?;
             out.push((Cow::Borrowed(key), v.0));
@@ -419,12 +548,14 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Scans `text`; `None` when it is not of the common shape (the serde path then decides).
-pub(super) fn scan(text: &str) -> Option<RawEvent<'_>> {
+/// Scans `text`, decoding features and attributes into `spare`; `None` when it is not of the
+/// common shape (the serde path then decides).
+pub(super) fn scan<'a>(text: &'a str, spare: Spare<'a>) -> Option<RawEvent<'a>> {
     let mut s = Scanner {
         s: text,
         b: text.as_bytes(),
         i: 0,
+        spare,
     };
     let mut raw = RawEvent {
         event_id: None,
@@ -524,11 +655,16 @@ mod tests {
     }
 
     fn via_scan(text: &str) -> Option<Vec<String>> {
-        scan(text)?;
+        scan(text, Spare::default())?;
         Some(
             KINDS
                 .iter()
-                .map(|&k| format!("{:?}", scan(text).expect("scans").into_event(k)))
+                .map(|&k| {
+                    format!(
+                        "{:?}",
+                        scan(text, Spare::default()).expect("scans").into_event(k)
+                    )
+                })
                 .collect(),
         )
     }
@@ -634,6 +770,49 @@ mod tests {
         assert!(accepted > 1000, "only {accepted} mutations were scanned");
     }
 
+    /// The eight-bytes-at-a-time digit helpers agree with a byte-at-a-time reading.
+    #[test]
+    fn word_digits_match_bytes() {
+        let mut rng = SmallRng::seed_from_u64(3);
+        let alphabet = b"0123456789/:.-eE,}\x00\xff ";
+        for _ in 0..100_000 {
+            let mut bytes = [0u8; 8];
+            for b in &mut bytes {
+                *b = if rng.random_bool(0.7) {
+                    b'0' + rng.random_range(0..10u8)
+                } else {
+                    alphabet[rng.random_range(0..alphabet.len())]
+                };
+            }
+            let w = u64::from_le_bytes(bytes);
+            let n = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+            assert_eq!(leading_digits(w) as usize, n, "{bytes:?}");
+            if n > 0 {
+                let want = bytes[..n]
+                    .iter()
+                    .fold(0u64, |m, b| m * 10 + u64::from(b - b'0'));
+                assert_eq!(digits_value(w, n as u32), want, "{bytes:?}");
+            }
+        }
+    }
+
+    /// The eight-bytes-at-a-time string scan stops where the byte-at-a-time one does.
+    #[test]
+    fn word_string_stops_match_bytes() {
+        let mut rng = SmallRng::seed_from_u64(5);
+        let alphabet = b"ab\"\\\x00\x1f\x20\x7f\x80\xc3\xff!#[]";
+        for _ in 0..100_000 {
+            let mut bytes = [0u8; 8];
+            for b in &mut bytes {
+                *b = alphabet[rng.random_range(0..alphabet.len())];
+            }
+            let want = bytes.iter().position(|&b| STRING_STOP[usize::from(b)]);
+            let stops = string_stops(u64::from_le_bytes(bytes));
+            let got = (stops != 0).then(|| (stops.trailing_zeros() / 8) as usize);
+            assert_eq!(got, want, "{bytes:?}");
+        }
+    }
+
     /// Numbers convert exactly as serde_json (`float_roundtrip`) converts them.
     #[test]
     fn numbers_are_correctly_rounded() {
@@ -700,6 +879,7 @@ mod tests {
                 s: &text,
                 b: text.as_bytes(),
                 i: 0,
+                spare: Spare::default(),
             };
             let got = s.number().and_then(|n| n.to_f64());
             assert_eq!(s.i, text.len(), "{text}");

@@ -167,6 +167,57 @@ pub fn decode<'a>(
     expected: Option<EventKind>,
     max_bytes: usize,
 ) -> Result<Event<'a>, DecodeError> {
+    decode_into(bytes, expected, max_bytes, fast::Spare::default())
+}
+
+/// The lists an event is decoded into (features and attributes), kept between messages so
+/// that decoding one message after another does not allocate them anew: [`decode_reusing`]
+/// decodes into them, and [`DecodeBuffers::recycle`] takes them back once the event is done
+/// with.
+#[derive(Debug, Default)]
+pub struct DecodeBuffers {
+    features: Vec<(Cow<'static, str>, FeatureValue<'static>)>,
+    attributes: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+}
+
+impl DecodeBuffers {
+    /// Takes back a decoded event's lists (emptied) for the next message.
+    pub fn recycle(&mut self, event: Event<'_>) {
+        self.features = relabel(event.features);
+        self.attributes = relabel(event.attributes);
+    }
+}
+
+/// An emptied vector, its allocation kept for an element type of the same size and alignment
+/// (here: the same type under another lifetime); collecting from it happens in place.
+fn relabel<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
+}
+
+/// [`decode`], into lists taken from `buffers` (give them back with
+/// [`DecodeBuffers::recycle`]).
+pub fn decode_reusing<'a>(
+    bytes: &'a [u8],
+    expected: Option<EventKind>,
+    max_bytes: usize,
+    buffers: &mut DecodeBuffers,
+) -> Result<Event<'a>, DecodeError> {
+    let spare = fast::Spare {
+        features: relabel(std::mem::take(&mut buffers.features)),
+        attributes: relabel(std::mem::take(&mut buffers.attributes)),
+    };
+    decode_into(bytes, expected, max_bytes, spare)
+}
+
+fn decode_into<'a>(
+    bytes: &'a [u8],
+    expected: Option<EventKind>,
+    max_bytes: usize,
+    spare: fast::Spare<'a>,
+) -> Result<Event<'a>, DecodeError> {
     if bytes.len() > max_bytes {
         return Err(DecodeError::Oversize {
             size: bytes.len(),
@@ -177,7 +228,7 @@ pub fn decode<'a>(
     if text.trim().is_empty() {
         return Err(DecodeError::NotJson("empty message".into()));
     }
-    let raw: RawEvent<'a> = match fast::scan(text) {
+    let raw: RawEvent<'a> = match fast::scan(text, spare) {
         Some(raw) => raw,
         None => serde_json::from_str(text).map_err(classify_json_error)?,
     };
@@ -541,6 +592,30 @@ mod tests {
     use super::*;
 
     const MAX: usize = 1 << 20;
+
+    /// Decoding into recycled lists gives the same events, in the same allocations.
+    #[test]
+    fn a_recycled_feature_list_is_reused() {
+        let msgs: [&[u8]; 3] = [
+            br#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"features":{"x":1.5,"c":"k","n":null},"prediction":{"score":0.5}}"#,
+            br#"{"event_id":"b","model_id":"m","timestamp":2,"features":{"y":-2}}"#,
+            br#"{"event_id":"c\u0041","model_id":"m","timestamp":3,"features":{"z":true}}"#,
+        ];
+        let mut buffers = DecodeBuffers::default();
+        let mut last_alloc = None;
+        for (i, msg) in msgs.iter().enumerate() {
+            let e = decode_reusing(msg, None, MAX, &mut buffers).unwrap();
+            assert_eq!(e, decode(msg, None, MAX).unwrap());
+            let alloc = e.features.as_ptr();
+            // The scanner (first two messages) decodes into the recycled list.
+            if i == 1 {
+                assert_eq!(Some(alloc), last_alloc);
+            }
+            last_alloc = Some(alloc);
+            buffers.recycle(e);
+            assert!(buffers.features.is_empty() && buffers.features.capacity() >= 3);
+        }
+    }
 
     #[test]
     fn decodes_the_design_example() {

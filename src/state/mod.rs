@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::baseline::{BuildLimits, FeatureKind, Profile, ProfileBuilder};
 use crate::config::Config;
 use crate::eval::{self, Evaluation};
-use crate::event::{decode, DecodeError, Event, EventKind, FeatureValue};
+use crate::event::{decode_reusing, DecodeError, Event, EventKind, FeatureValue};
 use crate::output::{DeadLetter, Output};
 use crate::policy::canary::CanaryState;
 use crate::policy::{Clock, VersionPolicy};
@@ -363,6 +363,8 @@ pub struct Monitor {
     /// Whether versions keep their recent events (only snapshots read them).
     keep_recent: bool,
     new_profiles: Vec<Arc<Profile>>,
+    /// The lists [`Monitor::process`] decodes into, kept from message to message.
+    buffers: crate::event::DecodeBuffers,
 }
 
 impl Monitor {
@@ -385,6 +387,7 @@ impl Monitor {
             snapshots: None,
             keep_recent: false,
             new_profiles: Vec::new(),
+            buffers: Default::default(),
         }
     }
 
@@ -464,8 +467,16 @@ impl Monitor {
 
     /// Processes one message, appending what it causes to `out`.
     pub fn process(&mut self, input: Input<'_>, out: &mut Vec<Output>) {
-        let decoded = decode(input.payload, input.kind, self.cfg.limits.max_event_bytes);
+        let decoded = decode_reusing(
+            input.payload,
+            input.kind,
+            self.cfg.limits.max_event_bytes,
+            &mut self.buffers,
+        );
         self.process_decoded(input, &decoded, out);
+        if let Ok(e) = decoded {
+            self.buffers.recycle(e);
+        }
     }
 
     /// The largest message accepted (`limits.max_event_bytes`), for callers that decode.
