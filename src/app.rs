@@ -215,7 +215,7 @@ fn ensure_state_topic(cfg: &Config) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let mut cc = ClientConfig::new();
-    for (k, v) in cfg.kafka_client_properties() {
+    for (k, v) in cfg.kafka_consumer_properties() {
         cc.set(k, v);
     }
     // Nothing to do when it exists (the common case, and the only one on brokers that do not
@@ -266,7 +266,7 @@ pub fn read_topic_to_end(
     mut f: impl FnMut(Option<&[u8]>, &[u8]),
 ) -> anyhow::Result<()> {
     let mut cc = ClientConfig::new();
-    for (k, v) in cfg.kafka_client_properties() {
+    for (k, v) in cfg.kafka_consumer_properties() {
         cc.set(k, v);
     }
     cc.set("group.id", format!("{}-restore", cfg.kafka.group_id))

@@ -231,8 +231,15 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// Client id reported to the broker.
     pub client_id: String,
-    /// Extra librdkafka properties passed through verbatim (TLS, SASL mechanism, …).
+    /// Extra librdkafka properties passed through verbatim to every client (TLS, SASL
+    /// mechanism, …).
     pub options: BTreeMap<String, OptionValue>,
+    /// librdkafka properties for the consumers only (`fetch.*`, `queued.*`, …), on top of
+    /// `options`.
+    pub consumer_options: BTreeMap<String, OptionValue>,
+    /// librdkafka properties for the producers only (`linger.ms`, `batch.*`, …), on top of
+    /// `options`.
+    pub producer_options: BTreeMap<String, OptionValue>,
     /// librdkafka properties whose values are read from the named environment variables
     /// (for secrets such as `sasl.password`); the values are never logged.
     pub options_from_env: BTreeMap<String, OptionValue>,
@@ -307,6 +314,8 @@ impl Default for KafkaConfig {
             group_id: "driftwatch".into(),
             client_id: "driftwatch".into(),
             options: BTreeMap::new(),
+            consumer_options: BTreeMap::new(),
+            producer_options: BTreeMap::new(),
             options_from_env: BTreeMap::new(),
             session_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
@@ -853,13 +862,24 @@ impl Config {
             .unwrap_or(&self.canary)
     }
 
-    /// The librdkafka properties common to consumers and producers, secrets resolved from the
-    /// environment.
-    pub fn kafka_client_properties(&self) -> BTreeMap<String, String> {
+    /// The librdkafka properties of the consumers: the common ones (brokers, client id,
+    /// `kafka.options`, secrets resolved from the environment) and `kafka.consumer_options`.
+    pub fn kafka_consumer_properties(&self) -> BTreeMap<String, String> {
+        self.kafka_properties(&self.kafka.consumer_options)
+    }
+
+    /// The librdkafka properties of the producers: the common ones and
+    /// `kafka.producer_options`.
+    pub fn kafka_producer_properties(&self) -> BTreeMap<String, String> {
+        self.kafka_properties(&self.kafka.producer_options)
+    }
+
+    fn kafka_properties(&self, own: &BTreeMap<String, OptionValue>) -> BTreeMap<String, String> {
         let mut props = BTreeMap::new();
         props.insert("bootstrap.servers".to_string(), self.kafka.brokers.clone());
         props.insert("client.id".to_string(), self.kafka.client_id.clone());
         props.extend(flatten_options(&self.kafka.options));
+        props.extend(flatten_options(own));
         for (k, var) in flatten_options(&self.kafka.options_from_env) {
             if let Ok(v) = std::env::var(&var) {
                 props.insert(k, v);
@@ -975,9 +995,29 @@ mod tests {
             "[kafka.options]\n\"security.protocol\" = \"SSL\"\n\"fetch.wait.max.ms\" = 50\n",
         )
         .unwrap();
-        let props = cfg.kafka_client_properties();
+        let props = cfg.kafka_consumer_properties();
         assert_eq!(props["security.protocol"], "SSL");
         assert_eq!(props["fetch.wait.max.ms"], "50");
+    }
+
+    #[test]
+    fn consumer_and_producer_options_reach_only_their_clients() {
+        let cfg = Config::from_toml_str(
+            "[kafka.options]\n\"security.protocol\" = \"SSL\"\n\"linger.ms\" = 1\n\
+             [kafka.consumer_options]\n\"fetch.wait.max.ms\" = 50\n\
+             [kafka.producer_options]\n\"linger.ms\" = 20\n",
+        )
+        .unwrap();
+        let consumer = cfg.kafka_consumer_properties();
+        let producer = cfg.kafka_producer_properties();
+        for props in [&consumer, &producer] {
+            assert_eq!(props["security.protocol"], "SSL");
+        }
+        assert_eq!(consumer["fetch.wait.max.ms"], "50");
+        assert!(!producer.contains_key("fetch.wait.max.ms"));
+        // A client's own section wins over the common one.
+        assert_eq!(producer["linger.ms"], "20");
+        assert_eq!(consumer["linger.ms"], "1");
     }
 
     #[test]

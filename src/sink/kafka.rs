@@ -79,7 +79,7 @@ impl KafkaSink {
     /// A producer with idempotence on, configured from `cfg`.
     pub fn new(cfg: &Config, telemetry: Telemetry) -> Result<Self, SinkError> {
         let mut cc = ClientConfig::new();
-        for (k, v) in cfg.kafka_client_properties() {
+        for (k, v) in cfg.kafka_producer_properties() {
             cc.set(k, v);
         }
         cc.set("enable.idempotence", "true");
