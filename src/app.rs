@@ -214,13 +214,10 @@ fn spawn_webhooks(
 fn ensure_state_topic(cfg: &Config) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
-    let mut cc = ClientConfig::new();
-    for (k, v) in cfg.kafka_consumer_properties() {
-        cc.set(k, v);
-    }
     // Nothing to do when it exists (the common case, and the only one on brokers that do not
     // serve admin requests, such as librdkafka's mock cluster).
-    if let Ok(consumer) = cc.create::<BaseConsumer>() {
+    let consumer_config: ClientConfig = cfg.kafka_consumer_properties().into_iter().collect();
+    if let Ok(consumer) = consumer_config.create::<BaseConsumer>() {
         if let Ok(md) = consumer.fetch_metadata(Some(&cfg.topics.state), Duration::from_secs(5)) {
             if md
                 .topics()
@@ -231,7 +228,9 @@ fn ensure_state_topic(cfg: &Config) {
             }
         }
     }
-    let Ok(admin) = cc.create::<AdminClient<DefaultClientContext>>() else {
+    // librdkafka's admin client is a producer handle.
+    let admin_config: ClientConfig = cfg.kafka_producer_properties().into_iter().collect();
+    let Ok(admin) = admin_config.create::<AdminClient<DefaultClientContext>>() else {
         return;
     };
     // Baselines are large documents: allow messages up to the producer's limit.
@@ -265,10 +264,7 @@ pub fn read_topic_to_end(
     topic: &str,
     mut f: impl FnMut(Option<&[u8]>, &[u8]),
 ) -> anyhow::Result<()> {
-    let mut cc = ClientConfig::new();
-    for (k, v) in cfg.kafka_consumer_properties() {
-        cc.set(k, v);
-    }
+    let mut cc: ClientConfig = cfg.kafka_consumer_properties().into_iter().collect();
     cc.set("group.id", format!("{}-restore", cfg.kafka.group_id))
         .set("enable.auto.commit", "false");
     let consumer: BaseConsumer = cc.create().context("restore consumer")?;

@@ -175,28 +175,6 @@ fn digit_run(b: &[u8], i: &mut usize, mantissa: &mut u64) -> u32 {
     count
 }
 
-/// `out.push(item)` for a vector with room to spare: growing happens before the next item is
-/// built, so the item goes from registers straight into the vector. (Through `push`, whose
-/// growth path is a call, it is built on the stack first and copied, and reading it back
-/// stalls on store forwarding: a quarter of the decoding time of a feature.)
-#[inline(always)]
-fn push_reserved<T>(out: &mut Vec<T>, item: T) {
-    let len = out.len();
-    if len < out.capacity() {
-        // SAFETY: `len < capacity`, so the slot at `len` is allocated and unused; it is
-        // initialised before the length covers it.
-        unsafe {
-            out.as_mut_ptr().add(len).write(item);
-            out.set_len(len + 1);
-        }
-    } else {
-        out.push(item);
-    }
-    if out.len() == out.capacity() {
-        out.reserve(out.len().max(8));
-    }
-}
-
 struct Scanner<'a> {
     s: &'a str,
     b: &'a [u8],
@@ -205,11 +183,30 @@ struct Scanner<'a> {
     spare: Spare<'a>,
 }
 
-/// Empty lists to decode into (their allocations are reused).
-#[derive(Default)]
+/// Lists to decode into, empty: only their allocations are used.
+#[derive(Debug, Default)]
 pub(super) struct Spare<'a> {
     pub(super) features: Vec<(Cow<'a, str>, FeatureValue<'a>)>,
     pub(super) attributes: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl Spare<'_> {
+    /// The lists emptied, their allocations kept, under any lifetime.
+    pub(super) fn relabel<'b>(self) -> Spare<'b> {
+        Spare {
+            features: relabel(self.features),
+            attributes: relabel(self.attributes),
+        }
+    }
+}
+
+/// An emptied vector, its allocation kept for an element type of the same size and alignment
+/// (here: the same type under another lifetime); collecting from it happens in place.
+fn relabel<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
 }
 
 impl<'a> Scanner<'a> {
@@ -477,7 +474,7 @@ impl<'a> Scanner<'a> {
         out.reserve(24);
         self.object(|s, key| {
             let v = s.feature_value()?;
-            push_reserved(&mut out, (Cow::Borrowed(key), v));
+            out.push((Cow::Borrowed(key), v));
             Some(())
         })?;
         Some(Some(Features(out)))

@@ -175,26 +175,17 @@ pub fn decode<'a>(
 /// decodes into them, and [`DecodeBuffers::recycle`] takes them back once the event is done
 /// with.
 #[derive(Debug, Default)]
-pub struct DecodeBuffers {
-    features: Vec<(Cow<'static, str>, FeatureValue<'static>)>,
-    attributes: Vec<(Cow<'static, str>, Cow<'static, str>)>,
-}
+pub struct DecodeBuffers(fast::Spare<'static>);
 
 impl DecodeBuffers {
     /// Takes back a decoded event's lists (emptied) for the next message.
     pub fn recycle(&mut self, event: Event<'_>) {
-        self.features = relabel(event.features);
-        self.attributes = relabel(event.attributes);
+        self.0 = fast::Spare {
+            features: event.features,
+            attributes: event.attributes,
+        }
+        .relabel();
     }
-}
-
-/// An emptied vector, its allocation kept for an element type of the same size and alignment
-/// (here: the same type under another lifetime); collecting from it happens in place.
-fn relabel<T, U>(mut v: Vec<T>) -> Vec<U> {
-    v.clear();
-    v.into_iter()
-        .map(|_| unreachable!("the vector is empty"))
-        .collect()
 }
 
 /// [`decode`], into lists taken from `buffers` (give them back with
@@ -205,10 +196,7 @@ pub fn decode_reusing<'a>(
     max_bytes: usize,
     buffers: &mut DecodeBuffers,
 ) -> Result<Event<'a>, DecodeError> {
-    let spare = fast::Spare {
-        features: relabel(std::mem::take(&mut buffers.features)),
-        attributes: relabel(std::mem::take(&mut buffers.attributes)),
-    };
+    let spare = std::mem::take(&mut buffers.0).relabel();
     decode_into(bytes, expected, max_bytes, spare)
 }
 
@@ -613,7 +601,7 @@ mod tests {
             }
             last_alloc = Some(alloc);
             buffers.recycle(e);
-            assert!(buffers.features.is_empty() && buffers.features.capacity() >= 3);
+            assert!(buffers.0.features.is_empty() && buffers.0.features.capacity() >= 3);
         }
     }
 

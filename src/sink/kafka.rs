@@ -78,10 +78,7 @@ pub struct KafkaSink {
 impl KafkaSink {
     /// A producer with idempotence on, configured from `cfg`.
     pub fn new(cfg: &Config, telemetry: Telemetry) -> Result<Self, SinkError> {
-        let mut cc = ClientConfig::new();
-        for (k, v) in cfg.kafka_producer_properties() {
-            cc.set(k, v);
-        }
+        let mut cc: ClientConfig = cfg.kafka_producer_properties().into_iter().collect();
         cc.set("enable.idempotence", "true");
         cc.set("linger.ms", "5");
         // Baseline profiles on the state topic are large JSON documents that compress well.

@@ -117,9 +117,7 @@ pub fn consumer(
     // consumer that drains the queue faster than that stalls for the rest of the second,
     // capping consumption near 100,000 messages/s whatever the processing speed.
     cc.set("fetch.queue.backoff.ms", "10");
-    for (k, v) in cfg.kafka_consumer_properties() {
-        cc.set(k, v);
-    }
+    cc.extend(cfg.kafka_consumer_properties());
     cc.set("group.id", &cfg.kafka.group_id)
         .set("enable.auto.offset.store", "false")
         .set("enable.auto.commit", "true")
