@@ -175,6 +175,87 @@ fn digit_run(b: &[u8], i: &mut usize, mantissa: &mut u64) -> u32 {
     count
 }
 
+/// Bytes examined at once by [`compact_member`].
+const MEMBER_WINDOW: usize = 64;
+
+/// A feature member of the common compact shape, read by [`compact_member`].
+struct CompactMember<'a> {
+    key: &'a str,
+    value: f64,
+    /// Index of the `,` or `}` after the value.
+    end: usize,
+    /// Whether that was the object's closing brace.
+    last: bool,
+}
+
+/// The member at `i` when it has the common compact shape — `"key":number` directly followed
+/// by `,` or `}`, the key short and without escapes, the number at most eight digits before
+/// and after an optional decimal point, without exponent — read with a fixed number of word
+/// operations inside a window of [`MEMBER_WINDOW`] bytes; `None` for anything else (the caller
+/// then reads the member the general way, which accepts or rejects it).
+///
+/// The value is what [`Number::to_f64`] gives: at most 16 significant digits fit in 53 bits,
+/// and a power of ten up to 10^8 is exact, so one IEEE division is correctly rounded.
+#[inline(always)]
+fn compact_member(s: &str, i: usize) -> Option<CompactMember<'_>> {
+    let z: &[u8; MEMBER_WINDOW] = s.as_bytes().get(i..i + MEMBER_WINDOW)?.try_into().ok()?;
+    let at = |k: usize| u64::from_le_bytes(z[k..k + 8].try_into().expect("eight bytes"));
+    if z[0] != b'"' {
+        return None;
+    }
+    // The key ends in its first or second word (at most 15 bytes).
+    let stops = string_stops(at(1));
+    let key_len = if stops != 0 {
+        stops.trailing_zeros() / 8
+    } else {
+        let stops = string_stops(at(9));
+        if stops == 0 {
+            return None;
+        }
+        8 + stops.trailing_zeros() / 8
+    } as usize;
+    let close = 1 + key_len;
+    if z[close] != b'"' || z[close + 1] != b':' {
+        return None;
+    }
+    let negative = z[close + 2] == b'-';
+    let first = close + 2 + usize::from(negative);
+    let w = at(first);
+    let int_digits = leading_digits(w);
+    // 1 to 7 digits, and a leading zero only on its own.
+    if int_digits == 0 || int_digits == 8 || (z[first] == b'0' && int_digits > 1) {
+        return None;
+    }
+    let mut end = first + int_digits as usize;
+    let mut value = digits_value(w, int_digits) as i64 as f64;
+    if z[end] == b'.' {
+        let w = at(end + 1);
+        let frac_digits = leading_digits(w);
+        if frac_digits == 0 || frac_digits == 8 {
+            return None;
+        }
+        let mantissa = digits_value(at(first), int_digits) * POW10_U64[frac_digits as usize]
+            + digits_value(w, frac_digits);
+        // (below 2^53, so the conversion through i64 — one instruction — is exact)
+        value = mantissa as i64 as f64 / POW10[frac_digits as usize];
+        end += 1 + frac_digits as usize;
+    }
+    let last = match z[end] {
+        b',' => false,
+        b'}' => true,
+        _ => return None,
+    };
+    debug_assert!(s.is_char_boundary(i + 1) && s.is_char_boundary(i + close));
+    Some(CompactMember {
+        // SAFETY: both ends are next to ASCII quotes of `s`, so in bounds and on character
+        // boundaries.
+        key: unsafe { s.get_unchecked(i + 1..i + close) },
+        value: if negative { -value } else { value },
+        end: i + end,
+        last,
+    })
+}
+
 struct Scanner<'a> {
     s: &'a str,
     b: &'a [u8],
@@ -472,12 +553,37 @@ impl<'a> Scanner<'a> {
         }
         let mut out = std::mem::take(&mut self.spare.features);
         out.reserve(24);
-        self.object(|s, key| {
-            let v = s.feature_value()?;
-            out.push((Cow::Borrowed(key), v));
-            Some(())
-        })?;
-        Some(Some(Features(out)))
+        self.eat(b'{')?;
+        self.ws();
+        if self.eat(b'}').is_some() {
+            return Some(Some(Features(out)));
+        }
+        loop {
+            // The common member first, then anything else the general way.
+            let last = if let Some(m) = compact_member(self.s, self.i) {
+                out.push((Cow::Borrowed(m.key), FeatureValue::Number(m.value)));
+                self.i = m.end + 1;
+                m.last
+            } else {
+                let key = self.string()?;
+                self.ws();
+                self.eat(b':')?;
+                self.ws();
+                let v = self.feature_value()?;
+                out.push((Cow::Borrowed(key), v));
+                self.ws();
+                let c = self.peek()?;
+                if c != b',' && c != b'}' {
+                    return None;
+                }
+                self.i += 1;
+                c == b'}'
+            };
+            if last {
+                return Some(Some(Features(out)));
+            }
+            self.ws();
+        }
     }
 
     /// A feature value: number, string, boolean (as 0 or 1) or null.
@@ -808,6 +914,117 @@ mod tests {
             let got = (stops != 0).then(|| (stops.trailing_zeros() / 8) as usize);
             assert_eq!(got, want, "{bytes:?}");
         }
+    }
+
+    /// A random feature member: keys and numbers of the common shape and, with probability
+    /// about `odd` for each part, of every shape next to it (other characters, whitespace,
+    /// other number forms), followed by `,`, `}` or something else.
+    fn random_member(rng: &mut SmallRng, odd: f64) -> String {
+        let mut key = String::new();
+        for _ in 0..rng.random_range(0..20) {
+            key.push(if rng.random_bool(odd) {
+                ['é', '"', '\\', ' ', '\u{1}'][rng.random_range(0..5)]
+            } else {
+                ['a', 'f', '1', '_'][rng.random_range(0..4)]
+            });
+        }
+        let mut num = String::new();
+        if rng.random_bool(0.3) {
+            num.push('-');
+        }
+        let digits = |rng: &mut SmallRng, n: usize| -> String {
+            (0..n)
+                .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+                .collect()
+        };
+        let int_len = if rng.random_bool(odd) {
+            rng.random_range(0..12)
+        } else {
+            rng.random_range(1..8)
+        };
+        num.push_str(&digits(rng, int_len));
+        if rng.random_bool(0.7) {
+            num.push('.');
+            let frac_len = if rng.random_bool(odd) {
+                rng.random_range(0..12)
+            } else {
+                rng.random_range(1..8)
+            };
+            num.push_str(&digits(rng, frac_len));
+        }
+        if rng.random_bool(odd) {
+            num.push_str(["e5", "E-3", "e", "x", "."][rng.random_range(0..5)]);
+        }
+        let sep = if rng.random_bool(odd) {
+            [" :", ": ", "::", ""][rng.random_range(0..4)]
+        } else {
+            ":"
+        };
+        let end = if rng.random_bool(odd) {
+            [" ,", "]", "", "\n}"][rng.random_range(0..4)]
+        } else {
+            [",", "}"][rng.random_range(0..2)]
+        };
+        format!("\"{key}\"{sep}{num}{end}")
+    }
+
+    /// The compact member reading agrees with the general one wherever it answers, and
+    /// answers for the common shape.
+    #[test]
+    fn compact_members_agree_with_the_general_reading() {
+        let mut rng = SmallRng::seed_from_u64(13);
+        let mut taken = 0;
+        for _ in 0..100_000 {
+            let member = random_member(&mut rng, 0.2);
+            let text = format!("{member}{}", " ".repeat(MEMBER_WINDOW));
+            let Some(m) = compact_member(&text, 0) else {
+                continue;
+            };
+            taken += 1;
+            let mut s = Scanner {
+                s: &text,
+                b: text.as_bytes(),
+                i: 0,
+                spare: Spare::default(),
+            };
+            let key = s.string().expect("a key");
+            s.ws();
+            s.eat(b':').expect("a colon");
+            s.ws();
+            let value = s.feature_value().expect("a value");
+            s.ws();
+            assert_eq!(key, m.key, "{member}");
+            assert_eq!(
+                format!("{value:?}"),
+                format!("{:?}", FeatureValue::Number(m.value)),
+                "{member}"
+            );
+            assert_eq!(s.i, m.end, "{member}");
+            assert_eq!(text.as_bytes()[m.end] == b'}', m.last, "{member}");
+        }
+        assert!(taken > 10_000, "only {taken} members were compact");
+    }
+
+    /// Whole events with many random members: whatever the scanner accepts, serde decodes
+    /// the same.
+    #[test]
+    fn events_with_random_members_agree_with_serde() {
+        let mut rng = SmallRng::seed_from_u64(17);
+        let mut accepted = 0;
+        for _ in 0..5_000 {
+            let members: Vec<String> = (0..rng.random_range(1..30))
+                .map(|_| {
+                    let m = random_member(&mut rng, 0.01);
+                    m.trim_end_matches([',', '}', ']', ' ']).to_string()
+                })
+                .collect();
+            let text = format!(
+                r#"{{"event_id":"e","model_id":"m","model_version":"v","timestamp":1,"features":{{{}}},"prediction":{{"score":0.5}},"latency_ms":1.5,"attributes":{{"gender":"f","region":"south"}}}}"#,
+                members.join(",")
+            );
+            accepted += usize::from(agrees(&text));
+        }
+        assert!(accepted > 500, "only {accepted} events were scanned");
     }
 
     /// Numbers convert exactly as serde_json (`float_roundtrip`) converts them.
