@@ -188,14 +188,53 @@ struct CompactMember<'a> {
     last: bool,
 }
 
-/// The member at `i` when it has the common compact shape — `"key":number` directly followed
-/// by `,` or `}`, the key short and without escapes, the number at most eight digits before
-/// and after an optional decimal point, without exponent — read with a fixed number of word
-/// operations inside a window of [`MEMBER_WINDOW`] bytes; `None` for anything else (the caller
-/// then reads the member the general way, which accepts or rejects it).
+/// Bytes a compact number can span, with the byte after it and the reads past it.
+const NUMBER_WINDOW: usize = 24;
+
+/// The number at `z[p..]` when it has the common compact shape — at most seven digits before
+/// and after an optional decimal point, no exponent — read with a fixed number of word
+/// operations; the value and the index just past it, or `None` for anything else (the general
+/// reading then accepts or rejects it). `z` must hold [`NUMBER_WINDOW`] bytes from `p`.
 ///
-/// The value is what [`Number::to_f64`] gives: at most 16 significant digits fit in 53 bits,
-/// and a power of ten up to 10^8 is exact, so one IEEE division is correctly rounded.
+/// The value is what [`Number::to_f64`] gives: at most 14 significant digits fit in 53 bits,
+/// and a power of ten up to 10^7 is exact, so one IEEE division is correctly rounded.
+#[inline(always)]
+fn compact_number<const N: usize>(z: &[u8; N], p: usize) -> Option<(f64, usize)> {
+    let at = |k: usize| u64::from_le_bytes(z[k..k + 8].try_into().expect("eight bytes"));
+    let negative = z[p] == b'-';
+    let first = p + usize::from(negative);
+    let w = at(first);
+    let int_digits = leading_digits(w);
+    // 1 to 7 digits, and a leading zero only on its own.
+    if int_digits == 0 || int_digits == 8 || (z[first] == b'0' && int_digits > 1) {
+        return None;
+    }
+    let mut end = first + int_digits as usize;
+    let int_part = digits_value(w, int_digits);
+    // (values below 2^53: the conversion through i64, one instruction, is exact)
+    let mut value = int_part as i64 as f64;
+    if z[end] == b'.' {
+        let w = at(end + 1);
+        let frac_digits = leading_digits(w);
+        if frac_digits == 0 || frac_digits == 8 {
+            return None;
+        }
+        let mantissa = int_part * POW10_U64[frac_digits as usize] + digits_value(w, frac_digits);
+        value = mantissa as i64 as f64 / POW10[frac_digits as usize];
+        end += 1 + frac_digits as usize;
+    }
+    if matches!(z[end], b'e' | b'E') {
+        return None;
+    }
+    Some((if negative { -value } else { value }, end))
+}
+
+/// The member at `i` when it has the common compact shape — `"key":number` directly followed
+/// by `,` or `}`, the key at most 15 bytes and without escapes, the number as
+/// [`compact_number`] reads it — read inside a window of [`MEMBER_WINDOW`] bytes (which holds the number's
+/// window); `None` for
+/// anything else (the caller then reads the member the general way, which accepts or rejects
+/// it).
 #[inline(always)]
 fn compact_member(s: &str, i: usize) -> Option<CompactMember<'_>> {
     let z: &[u8; MEMBER_WINDOW] = s.as_bytes().get(i..i + MEMBER_WINDOW)?.try_into().ok()?;
@@ -203,7 +242,7 @@ fn compact_member(s: &str, i: usize) -> Option<CompactMember<'_>> {
     if z[0] != b'"' {
         return None;
     }
-    // The key ends in its first or second word (at most 15 bytes).
+    // The key ends in its first or second word.
     let stops = string_stops(at(1));
     let key_len = if stops != 0 {
         stops.trailing_zeros() / 8
@@ -218,28 +257,8 @@ fn compact_member(s: &str, i: usize) -> Option<CompactMember<'_>> {
     if z[close] != b'"' || z[close + 1] != b':' {
         return None;
     }
-    let negative = z[close + 2] == b'-';
-    let first = close + 2 + usize::from(negative);
-    let w = at(first);
-    let int_digits = leading_digits(w);
-    // 1 to 7 digits, and a leading zero only on its own.
-    if int_digits == 0 || int_digits == 8 || (z[first] == b'0' && int_digits > 1) {
-        return None;
-    }
-    let mut end = first + int_digits as usize;
-    let mut value = digits_value(w, int_digits) as i64 as f64;
-    if z[end] == b'.' {
-        let w = at(end + 1);
-        let frac_digits = leading_digits(w);
-        if frac_digits == 0 || frac_digits == 8 {
-            return None;
-        }
-        let mantissa = digits_value(at(first), int_digits) * POW10_U64[frac_digits as usize]
-            + digits_value(w, frac_digits);
-        // (below 2^53, so the conversion through i64 — one instruction — is exact)
-        value = mantissa as i64 as f64 / POW10[frac_digits as usize];
-        end += 1 + frac_digits as usize;
-    }
+    // (the number starts at most 18 bytes in, so its window fits in this one)
+    let (value, end) = compact_number(z, close + 2)?;
     let last = match z[end] {
         b',' => false,
         b'}' => true,
@@ -250,7 +269,7 @@ fn compact_member(s: &str, i: usize) -> Option<CompactMember<'_>> {
         // SAFETY: both ends are next to ASCII quotes of `s`, so in bounds and on character
         // boundaries.
         key: unsafe { s.get_unchecked(i + 1..i + close) },
-        value: if negative { -value } else { value },
+        value,
         end: i + end,
         last,
     })
@@ -282,12 +301,18 @@ impl Spare<'_> {
 }
 
 /// An emptied vector, its allocation kept for an element type of the same size and alignment
-/// (here: the same type under another lifetime); collecting from it happens in place.
+/// (here: the same type under another lifetime).
 fn relabel<T, U>(mut v: Vec<T>) -> Vec<U> {
+    const {
+        assert!(std::mem::size_of::<T>() == std::mem::size_of::<U>());
+        assert!(std::mem::align_of::<T>() == std::mem::align_of::<U>());
+    }
     v.clear();
-    v.into_iter()
-        .map(|_| unreachable!("the vector is empty"))
-        .collect()
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: the allocation came from a `Vec` of an element type with the same size and
+    // alignment (checked above), so it has the layout a `Vec<U>` of that capacity frees; the
+    // length is 0, so no element of either type is read or dropped.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<U>(), 0, v.capacity()) }
 }
 
 impl<'a> Scanner<'a> {
@@ -460,13 +485,29 @@ impl<'a> Scanner<'a> {
         })
     }
 
+    /// A number as `f64`: the compact shape directly, anything else the general way.
+    #[inline]
+    fn f64(&mut self) -> Option<f64> {
+        let z: Option<&[u8; NUMBER_WINDOW]> = self
+            .b
+            .get(self.i..self.i + NUMBER_WINDOW)
+            .and_then(|z| z.try_into().ok());
+        if let Some(z) = z {
+            if let Some((v, end)) = compact_number(z, 0) {
+                self.i += end;
+                return Some(v);
+            }
+        }
+        self.number()?.to_f64()
+    }
+
     /// `Option<f64>`: null or a number.
     #[inline]
     fn opt_f64(&mut self) -> Option<Option<f64>> {
         if self.null() {
             return Some(None);
         }
-        self.number()?.to_f64().map(Some)
+        self.f64().map(Some)
     }
 
     /// `Option<Text>`: null or a string.
@@ -596,7 +637,7 @@ impl<'a> Scanner<'a> {
                 Some(false) => FeatureValue::Number(0.0),
                 None => FeatureValue::Null,
             },
-            _ => FeatureValue::Number(self.number()?.to_f64()?),
+            _ => FeatureValue::Number(self.f64()?),
         })
     }
 
@@ -1087,6 +1128,7 @@ mod tests {
             }
             cases.push(s);
         }
+        let mut compact = 0;
         for text in cases {
             let want = serde_json::from_str::<f64>(&text).ok();
             let mut s = Scanner {
@@ -1098,6 +1140,24 @@ mod tests {
             let got = s.number().and_then(|n| n.to_f64());
             assert_eq!(s.i, text.len(), "{text}");
             assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{text}");
+            // With room after it, the compact reading where it answers, as the scanner uses.
+            let padded = format!("{text},{}", " ".repeat(NUMBER_WINDOW));
+            let window: &[u8; NUMBER_WINDOW] = padded.as_bytes()[..NUMBER_WINDOW]
+                .try_into()
+                .expect("a window");
+            compact += usize::from(compact_number(window, 0).is_some());
+            let mut s = Scanner {
+                s: &padded,
+                b: padded.as_bytes(),
+                i: 0,
+                spare: Spare::default(),
+            };
+            let got = s.f64();
+            assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{text}");
+            if got.is_some() {
+                assert_eq!(s.i, text.len(), "{text}");
+            }
         }
+        assert!(compact > 10_000, "only {compact} numbers were compact");
     }
 }

@@ -77,17 +77,24 @@ impl Baselines {
 }
 
 /// String equality without a library call for short strings (feature, model, version and
-/// attribute names are compared once or more per event, and are short).
+/// attribute names are compared once or more per event, and are short): two overlapping
+/// words, or two overlapping halves of one, cover every length up to 16.
 #[inline]
 fn same_str(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
+    let n = a.len();
+    if n != b.len() {
         return false;
     }
-    if a.len() <= 16 {
-        return a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0;
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
     }
-    a == b
 }
 
 /// Resolves a feature name to its profile index quickly: events usually list features in the
@@ -1089,20 +1096,28 @@ fn record_features(
     if features.is_empty() {
         return;
     }
+    let n = profile.features.len();
+    let (kinds, panes, quality) = (
+        &profile.features[..n],
+        &mut pane.features[..n],
+        &mut pane.quality[..n],
+    );
+    let last_seen = &mut last_seen[..n];
+    // Features of the profile seen in this event (each once however often it is repeated).
+    let mut distinct = 0;
     for (pos, (name, value)) in features.iter().enumerate() {
         let Some(i) = lookup.find(profile, pos, name) else {
             pane.unknown_features += 1;
             continue;
         };
+        distinct += usize::from(last_seen[i] != mark);
         last_seen[i] = mark;
-        let q = &mut pane.quality[i];
+        let q = &mut quality[i];
         q.seen += 1;
-        match (&profile.features[i].kind, &mut pane.features[i], value) {
+        match (&kinds[i].kind, &mut panes[i], value) {
             (FeatureKind::Numeric(prof), FeaturePane::Numeric(np), FeatureValue::Number(x)) => {
                 let (lo, hi) = prof.reference_range();
-                if *x < lo || *x > hi {
-                    q.out_of_range += 1;
-                }
+                q.out_of_range += u64::from(*x < lo || *x > hi);
                 np.record(prof, *x);
             }
             (
@@ -1119,10 +1134,12 @@ fn record_features(
         }
     }
     // Features of the profile that this event did not carry at all count as missing.
-    for (i, seen) in last_seen.iter_mut().enumerate() {
-        if *seen != mark {
-            pane.quality[i].seen += 1;
-            pane.quality[i].missing += 1;
+    if distinct < n {
+        for (seen, q) in last_seen.iter_mut().zip(quality.iter_mut()) {
+            if *seen != mark {
+                q.seen += 1;
+                q.missing += 1;
+            }
         }
     }
     let _ = counts;
