@@ -213,11 +213,9 @@ fn decode_into<'a>(
         });
     }
     let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8(e.to_string()))?;
-    if text.trim().is_empty() {
-        return Err(DecodeError::NotJson("empty message".into()));
-    }
     let raw: RawEvent<'a> = match fast::scan(text, spare) {
         Some(raw) => raw,
+        None if text.trim().is_empty() => return Err(DecodeError::NotJson("empty message".into())),
         None => serde_json::from_str(text).map_err(classify_json_error)?,
     };
     raw.into_event(expected)

@@ -1,5 +1,7 @@
 //! Event-time parsing and output timestamp formatting.
 
+use std::cell::Cell;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Parses an RFC 3339 timestamp to epoch milliseconds (sub-millisecond digits are truncated).
@@ -25,23 +27,44 @@ fn digits(b: &[u8]) -> Option<i64> {
     Some(v)
 }
 
-fn fast_parse(b: &[u8]) -> Option<i64> {
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
+thread_local! {
+    /// The first 16 bytes (`YYYY-MM-DDTHH:MM`) of the last timestamp this thread parsed, and
+    /// that minute's seconds since the epoch before any offset: a stream's events share their
+    /// minute many times in a row, so the date need not be read again.
+    static LAST_MINUTE: Cell<Option<(u128, i64)>> = const { Cell::new(None) };
+}
+
+/// Seconds since the epoch of a validated `YYYY-MM-DDTHH:MM` prefix, before any offset.
+fn minute_seconds(b: &[u8]) -> Option<i64> {
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' {
         return None;
     }
     let (y, mo, d) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
-    let (h, mi, sec) = (
-        digits(&b[11..13])?,
-        digits(&b[14..16])?,
-        digits(&b[17..19])?,
-    );
+    let (h, mi) = (digits(&b[11..13])?, digits(&b[14..16])?);
     if !(1..=12).contains(&mo) || !(1..=days_in_month(y, mo)).contains(&d) {
         return None;
     }
-    if h > 23 || mi > 59 || sec > 60 {
+    if h > 23 || mi > 59 {
+        return None;
+    }
+    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60)
+}
+
+fn fast_parse(b: &[u8]) -> Option<i64> {
+    if b.len() < 20 || b[16] != b':' {
+        return None;
+    }
+    let prefix = u128::from_le_bytes(b[..16].try_into().expect("16 bytes"));
+    let minute = match LAST_MINUTE.get() {
+        Some((p, secs)) if p == prefix => secs,
+        _ => {
+            let secs = minute_seconds(b)?;
+            LAST_MINUTE.set(Some((prefix, secs)));
+            secs
+        }
+    };
+    let sec = digits(&b[17..19])?;
+    if sec > 60 {
         return None;
     }
     let mut i = 19;
@@ -80,8 +103,7 @@ fn fast_parse(b: &[u8]) -> Option<i64> {
         }
         _ => return None,
     };
-    let days = days_from_civil(y, mo, d);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec.min(59) - offset_min * 60;
+    let secs = minute + sec.min(59) - offset_min * 60;
     Some(secs * 1000 + ms)
 }
 
@@ -129,6 +151,26 @@ mod tests {
             let chrono = DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis();
             assert_eq!(fast_parse(s.as_bytes()), Some(chrono), "{s}");
         }
+    }
+
+    /// Timestamps of one minute after another, and a bad date with a cached minute's
+    /// time of day: the remembered minute changes no answer.
+    #[test]
+    fn minutes_in_a_row_agree_with_chrono() {
+        for s in [
+            "2026-11-27T04:35:18.123Z",
+            "2026-11-27T04:35:19.5Z",
+            "2026-11-27T04:35:19.5+01:00",
+            "2026-11-27T04:36:00Z",
+            "2026-11-27T04:35:59.999Z",
+            "2026-11-28T04:35:01Z",
+        ] {
+            let chrono = DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis();
+            assert_eq!(fast_parse(s.as_bytes()), Some(chrono), "{s}");
+        }
+        assert_eq!(parse_rfc3339_ms("2026-11-28T04:35:61Z"), None);
+        assert_eq!(parse_rfc3339_ms("2026-02-30T04:35:01Z"), None);
+        assert_eq!(parse_rfc3339_ms("2026-11-28T04:35:0xZ"), None);
     }
 
     #[test]

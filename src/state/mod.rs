@@ -141,7 +141,12 @@ pub struct GroupIndex {
 
 impl GroupIndex {
     fn get_or_insert(&mut self, group: &str, max: usize, counts: &mut Counts) -> u16 {
-        if let Some(&i) = self.index.get(group) {
+        // Most attributes have a handful of groups: comparing names beats hashing one.
+        if self.groups.len() <= 8 {
+            if let Some(i) = self.groups.iter().position(|g| same_str(g, group)) {
+                return i as u16;
+            }
+        } else if let Some(&i) = self.index.get(group) {
             return i;
         }
         let name = if self.groups.len() + 1 >= max {
