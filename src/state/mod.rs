@@ -78,7 +78,7 @@ impl Baselines {
 
 /// String equality without a library call for short strings (feature, model, version and
 /// attribute names are compared once or more per event, and are short): two overlapping
-/// words, or two overlapping halves of one, cover every length up to 16.
+/// words, halves or pairs of bytes cover every length up to 16.
 #[inline]
 fn same_str(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -88,9 +88,11 @@ fn same_str(a: &str, b: &str) -> bool {
     }
     let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
     let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
+    let pair = |s: &[u8], at: usize| u16::from_le_bytes(s[at..at + 2].try_into().expect("2"));
     match n {
         0 => true,
-        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        1 => a[0] == b[0],
+        2..=3 => pair(a, 0) == pair(b, 0) && a[n - 1] == b[n - 1],
         4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
         8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
         _ => a == b,
@@ -98,11 +100,13 @@ fn same_str(a: &str, b: &str) -> bool {
 }
 
 /// Resolves a feature name to its profile index quickly: events usually list features in the
-/// same order, so the position seen last time is checked before the hash map.
+/// same order, so the feature found at the same position last time is checked first, by its
+/// name kept beside it, before the hash map.
 #[derive(Debug, Clone)]
 struct FeatureLookup {
     map: HashMap<String, usize>,
-    by_position: Vec<usize>,
+    /// By position in the last event that had one there: the profile index and its name.
+    by_position: Vec<Option<(usize, Box<str>)>>,
 }
 
 impl FeatureLookup {
@@ -114,17 +118,17 @@ impl FeatureLookup {
     }
 
     #[inline]
-    fn find(&mut self, profile: &Profile, position: usize, name: &str) -> Option<usize> {
-        if let Some(&i) = self.by_position.get(position) {
-            if i != usize::MAX && same_str(&profile.features[i].name, name) {
-                return Some(i);
+    fn find(&mut self, position: usize, name: &str) -> Option<usize> {
+        if let Some(Some((i, seen))) = self.by_position.get(position) {
+            if same_str(seen, name) {
+                return Some(*i);
             }
         }
         let found = self.map.get(name).copied();
         if self.by_position.len() <= position {
-            self.by_position.resize(position + 1, usize::MAX);
+            self.by_position.resize(position + 1, None);
         }
-        self.by_position[position] = found.unwrap_or(usize::MAX);
+        self.by_position[position] = found.map(|i| (i, name.into()));
         found
     }
 }
@@ -1111,7 +1115,7 @@ fn record_features(
     // Features of the profile seen in this event (each once however often it is repeated).
     let mut distinct = 0;
     for (pos, (name, value)) in features.iter().enumerate() {
-        let Some(i) = lookup.find(profile, pos, name) else {
+        let Some(i) = lookup.find(pos, name) else {
             pane.unknown_features += 1;
             continue;
         };
@@ -1285,5 +1289,40 @@ fn record_late_features(
             );
             ("joined", Some(idx))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// The word-at-a-time comparison answers as `==` does, at every length, for strings that
+    /// differ anywhere (a small alphabet makes near misses common).
+    #[test]
+    fn same_str_agrees_with_eq() {
+        let mut rng = SmallRng::seed_from_u64(19);
+        let mut equal = 0;
+        for _ in 0..200_000 {
+            let n = rng.random_range(0..24);
+            let a: String = (0..n)
+                .map(|_| ['a', 'b', 'é'][rng.random_range(0..3)])
+                .collect();
+            let mut b = a.clone();
+            if rng.random_bool(0.5) && !b.is_empty() {
+                let mut chars: Vec<char> = b.chars().collect();
+                let k = rng.random_range(0..chars.len());
+                chars[k] = ['a', 'b', 'é'][rng.random_range(0..3)];
+                b = chars.into_iter().collect();
+            }
+            if rng.random_bool(0.1) {
+                b.push('a');
+            }
+            equal += usize::from(a == b);
+            assert_eq!(same_str(&a, &b), a == b, "{a:?} {b:?}");
+        }
+        assert!(equal > 10_000 && equal < 190_000, "{equal} equal pairs");
     }
 }

@@ -389,6 +389,52 @@ impl FastIndex {
         }
     }
 
+    /// [`FastIndex::find`] for each of `values` (non-NaN) into `bins`, the cell table chosen
+    /// once for all of them.
+    #[inline(always)]
+    fn find_all(&self, edges: &[f64], values: &[f64], bins: &mut [u32]) {
+        match &self.starts {
+            CellStarts::Narrow(t) => self.find_all_in(t, edges, values, bins),
+            CellStarts::Wide(t) => self.find_all_in(t, edges, values, bins),
+            CellStarts::None => {
+                for (b, &v) in bins.iter_mut().zip(values) {
+                    *b = self.find(edges, v) as u32;
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn find_all_in<T: Copy + Into<u32>>(
+        &self,
+        starts: &[T],
+        edges: &[f64],
+        values: &[f64],
+        bins: &mut [u32],
+    ) {
+        let len = edges.len();
+        for (b, &v) in bins.iter_mut().zip(values) {
+            let j = if v < self.lo {
+                0
+            } else if v >= self.hi {
+                len
+            } else {
+                // (as `cell`, without its lower clamp: `v - lo` is not negative here)
+                let g = (((v - self.lo) * self.inv_w) as i64).min(self.last_cell as i64) as usize;
+                let (a, z) = (starts[g].into() as usize, starts[g + 1].into() as usize);
+                if z - a <= SCAN_K {
+                    let cand: &[f64; SCAN_K] = self.padded[a + 1..a + 1 + SCAN_K]
+                        .try_into()
+                        .expect("SCAN_K edges");
+                    a + cand.iter().map(|&e| (e <= v) as usize).sum::<usize>()
+                } else {
+                    a + edges[a..z].partition_point(|&e| e <= v)
+                }
+            };
+            *b = j as u32;
+        }
+    }
+
     /// The anchor of bin `j`: its lower edge (the first edge for the bottom bin, 0 when there
     /// are no edges).
     #[inline(always)]
@@ -792,9 +838,7 @@ impl NumericPane {
         let ix = profile.fast();
         // All lookups first (independent loads the core overlaps), then the updates.
         let mut bins = [0u32; STAGE_CAP];
-        for (b, &v) in bins.iter_mut().zip(&self.staged) {
-            *b = ix.find(&profile.edges, v) as u32;
-        }
+        ix.find_all(&profile.edges, &self.staged, &mut bins);
         for (&j, &v) in bins.iter().zip(&self.staged) {
             add_to_bin(ix, &mut self.hot, &mut self.eq, j as usize, v);
         }
