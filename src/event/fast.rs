@@ -20,12 +20,17 @@ use super::{
 };
 
 /// Bytes that end the fast scan of a string: the closing quote, a backslash (escapes are left
-/// to serde) and control characters (not allowed in JSON strings).
+/// to serde), control characters (not allowed in JSON strings) and bytes of non-ASCII
+/// characters (whose UTF-8 is then checked).
 const STRING_STOP: [bool; 256] = {
     let mut t = [false; 256];
     let mut c = 0;
     while c < 0x20 {
         t[c] = true;
+        c += 1;
+    }
+    while c < 0x100 {
+        t[c] = c >= 0x80;
         c += 1;
     }
     t[b'"' as usize] = true;
@@ -41,8 +46,8 @@ const POW10: [f64; 23] = [
 
 /// A JSON number as scanned.
 struct Number<'a> {
-    /// The text the number is in, and where.
-    src: &'a str,
+    /// The message the number is in, and where.
+    src: &'a [u8],
     start: usize,
     end: usize,
     /// No fraction and no exponent.
@@ -70,7 +75,8 @@ impl Number<'_> {
             };
             return Some(if self.negative { -v } else { v });
         }
-        let text = self.src.get(self.start..self.end)?;
+        // (the scanner took only ASCII digits, signs, points and exponent letters)
+        let text = std::str::from_utf8(self.src.get(self.start..self.end)?).ok()?;
         text.parse::<f64>().ok().filter(|v| v.is_finite())
     }
 
@@ -98,7 +104,7 @@ fn string_stops(w: u64) -> u64 {
     let backslash = zero_byte(w ^ (ONES * u64::from(b'\\')));
     // Bytes below 0x20 (bytes of 0x80 and above keep their high bit out of the mask).
     let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    quote | backslash | control
+    quote | backslash | control | (w & HIGH)
 }
 
 /// Powers of ten as integers, for appending up to eight digits to a mantissa.
@@ -236,8 +242,8 @@ fn compact_number<const N: usize>(z: &[u8; N], p: usize) -> Option<(f64, usize)>
 /// anything else (the caller then reads the member the general way, which accepts or rejects
 /// it).
 #[inline(always)]
-fn compact_member(s: &str, i: usize) -> Option<CompactMember<'_>> {
-    let z: &[u8; MEMBER_WINDOW] = s.as_bytes().get(i..i + MEMBER_WINDOW)?.try_into().ok()?;
+fn compact_member(b: &[u8], i: usize) -> Option<CompactMember<'_>> {
+    let z: &[u8; MEMBER_WINDOW] = b.get(i..i + MEMBER_WINDOW)?.try_into().ok()?;
     let at = |k: usize| u64::from_le_bytes(z[k..k + 8].try_into().expect("eight bytes"));
     if z[0] != b'"' {
         return None;
@@ -264,11 +270,10 @@ fn compact_member(s: &str, i: usize) -> Option<CompactMember<'_>> {
         b'}' => true,
         _ => return None,
     };
-    debug_assert!(s.is_char_boundary(i + 1) && s.is_char_boundary(i + close));
     Some(CompactMember {
-        // SAFETY: both ends are next to ASCII quotes of `s`, so in bounds and on character
-        // boundaries.
-        key: unsafe { s.get_unchecked(i + 1..i + close) },
+        // SAFETY: the key's bytes are ASCII (any other byte stops `string_stops` before the
+        // closing quote), so valid UTF-8.
+        key: unsafe { std::str::from_utf8_unchecked(&z[1..close]) },
         value,
         end: i + end,
         last,
@@ -276,7 +281,6 @@ fn compact_member(s: &str, i: usize) -> Option<CompactMember<'_>> {
 }
 
 struct Scanner<'a> {
-    s: &'a str,
     b: &'a [u8],
     i: usize,
     /// Empty lists whose allocations the features and attributes are decoded into.
@@ -373,14 +377,34 @@ impl<'a> Scanner<'a> {
                 }
             }
         };
-        if b.get(end) != Some(&b'"') {
-            return None;
+        match *b.get(end)? {
+            b'"' => {
+                self.i = end + 1;
+                // SAFETY: every byte between the quotes is ASCII (any other byte stops the
+                // scan above before the closing quote), so the bytes are valid UTF-8.
+                Some(unsafe { std::str::from_utf8_unchecked(&b[start..end]) })
+            }
+            c if c >= 0x80 => self.non_ascii_string(start),
+            _ => None,
         }
-        self.i = end + 1;
-        debug_assert!(self.s.is_char_boundary(start) && self.s.is_char_boundary(end));
-        // SAFETY: `start` follows and `end` holds an ASCII quote of `self.s`, so both are in
-        // bounds and on character boundaries.
-        Some(unsafe { self.s.get_unchecked(start..end) })
+    }
+
+    /// The rest of [`Scanner::string`] for a string with non-ASCII characters: its end found
+    /// byte by byte, its UTF-8 checked.
+    #[cold]
+    fn non_ascii_string(&mut self, start: usize) -> Option<&'a str> {
+        let b = self.b;
+        let mut i = start;
+        loop {
+            match *b.get(i)? {
+                b'"' => break,
+                c if c == b'\\' || c < 0x20 => return None,
+                _ => i += 1,
+            }
+        }
+        let s = std::str::from_utf8(&b[start..i]).ok()?;
+        self.i = i + 1;
+        Some(s)
     }
 
     /// `true`, `false` or `null` (`Some(None)` for null).
@@ -474,7 +498,7 @@ impl<'a> Scanner<'a> {
         }
         self.i = i;
         Some(Number {
-            src: self.s,
+            src: self.b,
             start,
             end: i,
             integer,
@@ -601,7 +625,7 @@ impl<'a> Scanner<'a> {
         }
         loop {
             // The common member first, then anything else the general way.
-            let last = if let Some(m) = compact_member(self.s, self.i) {
+            let last = if let Some(m) = compact_member(self.b, self.i) {
                 out.push((Cow::Borrowed(m.key), FeatureValue::Number(m.value)));
                 self.i = m.end + 1;
                 m.last
@@ -692,12 +716,13 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Scans `text`, decoding features and attributes into `spare`; `None` when it is not of the
-/// common shape (the serde path then decides).
-pub(super) fn scan<'a>(text: &'a str, spare: Spare<'a>) -> Option<RawEvent<'a>> {
+/// Scans `bytes`, decoding features and attributes into `spare`; `None` when it is not of the
+/// common shape (the serde path then decides). Whatever it accepts is valid UTF-8: every byte
+/// outside strings is one of the ASCII characters of JSON's syntax, and strings are either
+/// ASCII or checked.
+pub(super) fn scan<'a>(bytes: &'a [u8], spare: Spare<'a>) -> Option<RawEvent<'a>> {
     let mut s = Scanner {
-        s: text,
-        b: text.as_bytes(),
+        b: bytes,
         i: 0,
         spare,
     };
@@ -799,14 +824,16 @@ mod tests {
     }
 
     fn via_scan(text: &str) -> Option<Vec<String>> {
-        scan(text, Spare::default())?;
+        scan(text.as_bytes(), Spare::default())?;
         Some(
             KINDS
                 .iter()
                 .map(|&k| {
                     format!(
                         "{:?}",
-                        scan(text, Spare::default()).expect("scans").into_event(k)
+                        scan(text.as_bytes(), Spare::default())
+                            .expect("scans")
+                            .into_event(k)
                     )
                 })
                 .collect(),
@@ -914,6 +941,43 @@ mod tests {
         assert!(accepted > 1000, "only {accepted} mutations were scanned");
     }
 
+    /// Byte damage with non-ASCII and invalid UTF-8 bytes: whatever the scanner accepts is
+    /// valid UTF-8 and decodes as serde decodes it.
+    #[test]
+    fn accepts_only_valid_utf8() {
+        let line = LINE
+            .replace("\"south\"", "\"zürich €\"")
+            .replace("\"f1\"", "\"fé\"");
+        let mut rng = SmallRng::seed_from_u64(23);
+        let alphabet = b"\x80\xbf\xc3\xa9\xe2\x82\xac\xf0\x9f\xff\xc0\xeda\"";
+        let (mut accepted, mut non_ascii) = (0, 0);
+        for _ in 0..50_000 {
+            let mut b = line.as_bytes().to_vec();
+            for _ in 0..rng.random_range(1..3) {
+                let i = rng.random_range(0..b.len());
+                let c = alphabet[rng.random_range(0..alphabet.len())];
+                match rng.random_range(0..3) {
+                    0 => b[i] = c,
+                    1 => b.insert(i, c),
+                    _ => {
+                        b.remove(i);
+                    }
+                }
+            }
+            if scan(&b, Spare::default()).is_some() {
+                let text = std::str::from_utf8(&b).expect("the scanner took invalid UTF-8");
+                assert!(agrees(text));
+                accepted += 1;
+                non_ascii += usize::from(!text.is_ascii());
+            }
+        }
+        assert!(accepted > 1000, "only {accepted} were scanned");
+        assert!(
+            non_ascii > 1000,
+            "only {non_ascii} non-ASCII ones were scanned"
+        );
+    }
+
     /// The eight-bytes-at-a-time digit helpers agree with a byte-at-a-time reading.
     #[test]
     fn word_digits_match_bytes() {
@@ -1018,12 +1082,11 @@ mod tests {
         for _ in 0..100_000 {
             let member = random_member(&mut rng, 0.2);
             let text = format!("{member}{}", " ".repeat(MEMBER_WINDOW));
-            let Some(m) = compact_member(&text, 0) else {
+            let Some(m) = compact_member(text.as_bytes(), 0) else {
                 continue;
             };
             taken += 1;
             let mut s = Scanner {
-                s: &text,
                 b: text.as_bytes(),
                 i: 0,
                 spare: Spare::default(),
@@ -1132,7 +1195,6 @@ mod tests {
         for text in cases {
             let want = serde_json::from_str::<f64>(&text).ok();
             let mut s = Scanner {
-                s: &text,
                 b: text.as_bytes(),
                 i: 0,
                 spare: Spare::default(),
@@ -1147,7 +1209,6 @@ mod tests {
                 .expect("a window");
             compact += usize::from(compact_number(window, 0).is_some());
             let mut s = Scanner {
-                s: &padded,
                 b: padded.as_bytes(),
                 i: 0,
                 spare: Spare::default(),

@@ -212,11 +212,16 @@ fn decode_into<'a>(
             limit: max_bytes,
         });
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8(e.to_string()))?;
-    let raw: RawEvent<'a> = match fast::scan(text, spare) {
+    let raw: RawEvent<'a> = match fast::scan(bytes, spare) {
         Some(raw) => raw,
-        None if text.trim().is_empty() => return Err(DecodeError::NotJson("empty message".into())),
-        None => serde_json::from_str(text).map_err(classify_json_error)?,
+        None => {
+            let text =
+                std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8(e.to_string()))?;
+            if text.trim().is_empty() {
+                return Err(DecodeError::NotJson("empty message".into()));
+            }
+            serde_json::from_str(text).map_err(classify_json_error)?
+        }
     };
     raw.into_event(expected)
 }
