@@ -216,19 +216,26 @@ fn compact_number<const N: usize>(z: &[u8; N], p: usize) -> Option<(f64, usize)>
         return None;
     }
     let mut end = first + int_digits as usize;
-    let int_part = digits_value(w, int_digits);
     // (values below 2^53: the conversion through i64, one instruction, is exact)
-    let mut value = int_part as i64 as f64;
-    if z[end] == b'.' {
-        let w = at(end + 1);
-        let frac_digits = leading_digits(w);
+    let value = if z[end] == b'.' {
+        let f = at(end + 1);
+        let frac_digits = leading_digits(f);
         if frac_digits == 0 || frac_digits == 8 {
             return None;
         }
-        let mantissa = int_part * POW10_U64[frac_digits as usize] + digits_value(w, frac_digits);
-        value = mantissa as i64 as f64 / POW10[frac_digits as usize];
         end += 1 + frac_digits as usize;
-    }
+        let mantissa = if int_digits + frac_digits <= 8 {
+            // Both sides of the point side by side in one word, converted at once.
+            let joined = (w & ((1 << (8 * int_digits)) - 1)) | (f << (8 * int_digits));
+            digits_value(joined, int_digits + frac_digits)
+        } else {
+            digits_value(w, int_digits) * POW10_U64[frac_digits as usize]
+                + digits_value(f, frac_digits)
+        };
+        mantissa as i64 as f64 / POW10[frac_digits as usize]
+    } else {
+        digits_value(w, int_digits) as i64 as f64
+    };
     if matches!(z[end], b'e' | b'E') {
         return None;
     }
