@@ -287,6 +287,66 @@ fn compact_member(b: &[u8], i: usize) -> Option<CompactMember<'_>> {
     })
 }
 
+/// The keys of an object with a fixed set of them, recognised a whole key at a time: each as
+/// the 16 bytes after its opening quote — the name, the closing quote and the colon, then
+/// zeros — and a mask of the bytes that count.
+struct KnownKeys<const N: usize> {
+    names: [&'static str; N],
+    bytes: [u128; N],
+    masks: [u128; N],
+}
+
+impl<const N: usize> KnownKeys<N> {
+    const fn new(names: [&'static str; N]) -> Self {
+        let mut bytes = [0u128; N];
+        let mut masks = [0u128; N];
+        let mut k = 0;
+        while k < N {
+            let name = names[k].as_bytes();
+            let n = name.len() + 2;
+            assert!(n <= 16, "known keys are at most 14 bytes");
+            let mut b = [0u8; 16];
+            let mut j = 0;
+            while j < name.len() {
+                b[j] = name[j];
+                j += 1;
+            }
+            b[name.len()] = b'"';
+            b[name.len() + 1] = b':';
+            bytes[k] = u128::from_le_bytes(b);
+            masks[k] = if n == 16 {
+                u128::MAX
+            } else {
+                (1u128 << (8 * n)) - 1
+            };
+            k += 1;
+        }
+        Self {
+            names,
+            bytes,
+            masks,
+        }
+    }
+}
+
+/// The top-level fields of the contracts, in their usual order (the bit of each in the
+/// scanner's duplicate check is its index).
+static TOP_KEYS: KnownKeys<10> = KnownKeys::new([
+    "event_id",
+    "model_id",
+    "model_version",
+    "timestamp",
+    "features",
+    "prediction",
+    "latency_ms",
+    "attributes",
+    "label",
+    "value",
+]);
+
+/// The fields of a prediction's payload.
+static PREDICTION_KEYS: KnownKeys<3> = KnownKeys::new(["score", "label", "value"]);
+
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
@@ -619,6 +679,75 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// The known key at the scanner and its colon, consumed: the index of the key in `keys`,
+    /// tried from `hint` on (keys usually come in order), or `None` for an unknown or
+    /// malformed key.
+    #[inline]
+    fn known_key<const N: usize>(&mut self, keys: &KnownKeys<N>, hint: usize) -> Option<usize> {
+        let whole: Option<&[u8; 17]> = self
+            .b
+            .get(self.i..self.i + 17)
+            .and_then(|z| z.try_into().ok());
+        if let Some(z) = whole.filter(|z| z[0] == b'"') {
+            let w = u128::from_le_bytes(z[1..].try_into().expect("16 bytes"));
+            let hint = if hint < N { hint } else { 0 };
+            let found = if w & keys.masks[hint] == keys.bytes[hint] {
+                Some(hint)
+            } else {
+                (0..N).find(|&k| w & keys.masks[k] == keys.bytes[k])
+            };
+            if let Some(k) = found {
+                self.i += 1 + keys.names[k].len() + 2;
+                return Some(k);
+            }
+        }
+        // Near the end of the message, with whitespace before the colon, or not known.
+        let key = self.string()?;
+        self.ws();
+        self.eat(b':')?;
+        keys.names.iter().position(|n| *n == key)
+    }
+
+    /// Iterates the members of an object whose keys are `keys`, each at most once: calls
+    /// `member(self, index)` with the scanner just past the colon; `member` consumes the value.
+    /// `None` for an unknown or repeated key.
+    #[inline]
+    fn known_object<const N: usize>(
+        &mut self,
+        keys: &KnownKeys<N>,
+        mut member: impl FnMut(&mut Self, usize) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(b'{')?;
+        self.ws();
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        let mut seen = 0u32;
+        let mut next = 0;
+        loop {
+            let k = self.known_key(keys, next)?;
+            if seen & (1 << k) != 0 {
+                return None;
+            }
+            seen |= 1 << k;
+            next = k + 1;
+            self.ws();
+            member(self, k)?;
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
     fn features(&mut self) -> Option<Option<Features<'a>>> {
         if self.null() {
             return Some(None);
@@ -696,27 +825,12 @@ impl<'a> Scanner<'a> {
             value: None,
             probabilities: None,
         };
-        let mut seen = 0u8;
-        self.object(|s, key| {
-            let bit = match key {
-                "score" => {
-                    p.score = s.opt_f64()?;
-                    1
-                }
-                "label" => {
-                    p.label = s.opt_label_text()?;
-                    2
-                }
-                "value" => {
-                    p.value = s.opt_f64()?;
-                    4
-                }
-                _ => return None,
-            };
-            if seen & bit != 0 {
-                return None;
+        self.known_object(&PREDICTION_KEYS, |s, k| {
+            match k {
+                0 => p.score = s.opt_f64()?,
+                1 => p.label = s.opt_label_text()?,
+                _ => p.value = s.opt_f64()?,
             }
-            seen |= bit;
             Some(())
         })?;
         Some(Some(p))
@@ -745,56 +859,20 @@ pub(super) fn scan<'a>(bytes: &'a [u8], spare: Spare<'a>) -> Option<RawEvent<'a>
         label: None,
         value: None,
     };
-    let mut seen = 0u16;
     s.ws();
-    s.object(|s, key| {
-        let bit = match key {
-            "event_id" => {
-                raw.event_id = s.opt_text()?;
-                1
-            }
-            "model_id" => {
-                raw.model_id = s.opt_text()?;
-                1 << 1
-            }
-            "model_version" => {
-                raw.model_version = s.opt_text()?;
-                1 << 2
-            }
-            "timestamp" => {
-                raw.timestamp = s.opt_timestamp()?;
-                1 << 3
-            }
-            "features" => {
-                raw.features = s.features()?;
-                1 << 4
-            }
-            "prediction" => {
-                raw.prediction = s.prediction()?;
-                1 << 5
-            }
-            "latency_ms" => {
-                raw.latency_ms = s.opt_f64()?;
-                1 << 6
-            }
-            "attributes" => {
-                raw.attributes = s.attributes()?;
-                1 << 7
-            }
-            "label" => {
-                raw.label = s.opt_label_text()?;
-                1 << 8
-            }
-            "value" => {
-                raw.value = s.opt_f64()?;
-                1 << 9
-            }
-            _ => return None,
-        };
-        if seen & bit != 0 {
-            return None;
+    s.known_object(&TOP_KEYS, |s, k| {
+        match k {
+            0 => raw.event_id = s.opt_text()?,
+            1 => raw.model_id = s.opt_text()?,
+            2 => raw.model_version = s.opt_text()?,
+            3 => raw.timestamp = s.opt_timestamp()?,
+            4 => raw.features = s.features()?,
+            5 => raw.prediction = s.prediction()?,
+            6 => raw.latency_ms = s.opt_f64()?,
+            7 => raw.attributes = s.attributes()?,
+            8 => raw.label = s.opt_label_text()?,
+            _ => raw.value = s.opt_f64()?,
         }
-        seen |= bit;
         Some(())
     })?;
     s.ws();
