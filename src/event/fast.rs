@@ -972,6 +972,11 @@ mod tests {
         for text in [
             r#"{"event_id":"a\"b","model_id":"m","model_version":"v","timestamp":1,"prediction":{"score":0.5}}"#,
             r#"{"event_id":"a","model_id":"m","timestamp":1,"label":1,"other":2}"#,
+            r#"{"event_idx":"a","model_id":"m","timestamp":1,"label":1}"#,
+            r#"{"event_i":"a","model_id":"m","timestamp":1,"label":1}"#,
+            r#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"prediction":{"scores":0.5},"latency_ms":1}"#,
+            r#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"prediction":{"score":0.5,"score":0.5},"latency_ms":1}"#,
+            r#"{"event_id":"a","model_id":"m","event_id":"b","timestamp":1,"label":1}"#,
             r#"{"event_id":"a","event_id":"b","model_id":"m","timestamp":1,"label":1}"#,
             r#"{"event_id":"a","model_id":"m","timestamp":1,"label":1,}"#,
             r#"{"event_id":"a","model_id":"m","timestamp":1,"label":1} x"#,
