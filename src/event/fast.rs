@@ -604,7 +604,7 @@ impl<'a> Scanner<'a> {
     /// `Option<Text>`: null or a string.
     #[inline]
     fn opt_text(&mut self) -> Option<Option<Text<'a>>> {
-        if self.null() {
+        if self.peek() != Some(b'"') && self.null() {
             return Some(None);
         }
         Some(Some(Text(Cow::Borrowed(self.string()?))))
@@ -618,6 +618,16 @@ impl<'a> Scanner<'a> {
             b't' | b'f' => {
                 let v = self.literal()??;
                 Some(LabelText(Cow::Borrowed(if v { "true" } else { "false" })))
+            }
+            d @ b'0'..=b'9'
+                if !self
+                    .b
+                    .get(self.i + 1)
+                    .is_some_and(|&c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E')) =>
+            {
+                // One digit, the usual class label, without the number reader.
+                self.i += 1;
+                small_int_text(i64::from(d - b'0')).map(|t| LabelText(Cow::Borrowed(t)))
             }
             _ => {
                 let v = self.number()?.to_i64()?;
