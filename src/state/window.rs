@@ -52,6 +52,9 @@ pub struct SlidingWindow<P> {
     empty: P,
     /// Panes closed since the window was created, capped at `panes_per_window`.
     closed: usize,
+    /// The pane of the last event placed, `(index, start_ms, end_ms)`: events mostly fall in
+    /// the pane of the one before, whose index then needs no division.
+    last: (i64, i64, i64),
 }
 
 impl<P: PaneSummary + Clone> SlidingWindow<P> {
@@ -67,18 +70,35 @@ impl<P: PaneSummary + Clone> SlidingWindow<P> {
             next_to_close: None,
             empty,
             closed: 0,
+            last: (0, 1, 0),
         }
     }
 
     /// Pane index of an event time.
+    #[inline]
     pub fn pane_of(&self, ts_ms: i64) -> i64 {
-        ts_ms.div_euclid(self.slide_ms)
+        let (idx, start, end) = self.last;
+        if start <= ts_ms && ts_ms < end {
+            idx
+        } else {
+            ts_ms.div_euclid(self.slide_ms)
+        }
     }
 
     /// The open pane that an event at `ts_ms` belongs to, or `None` if that pane is closed
     /// (the event is late).
     pub fn pane_mut(&mut self, ts_ms: i64) -> Option<&mut P> {
-        let idx = self.pane_of(ts_ms);
+        let (last, start, end) = self.last;
+        let idx = if start <= ts_ms && ts_ms < end {
+            last
+        } else {
+            let idx = ts_ms.div_euclid(self.slide_ms);
+            let start = idx.checked_mul(self.slide_ms);
+            if let Some(end) = start.and_then(|s| s.checked_add(self.slide_ms)) {
+                self.last = (idx, end - self.slide_ms, end);
+            }
+            idx
+        };
         match self.next_to_close {
             Some(n) if idx < n => return None,
             None => self.next_to_close = Some(idx),
@@ -187,6 +207,34 @@ mod tests {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Pane indices with the remembered last pane are those of the division, for times that
+    /// stay in a pane, move on, go back and sit at the ends of the range.
+    #[test]
+    fn remembered_pane_matches_division() {
+        let mut w = SlidingWindow::new(7, 3, Sum::default());
+        let mut times: Vec<i64> = (-50..50).chain((-50..50).rev()).collect();
+        times.extend([
+            i64::MIN,
+            i64::MIN + 3,
+            i64::MAX,
+            i64::MAX - 8,
+            0,
+            -1,
+            6,
+            7,
+            -7,
+            -8,
+        ]);
+        for ts in times {
+            let want = ts.div_euclid(7);
+            w.pane_mut(ts);
+            assert_eq!(w.pane_of(ts), want, "{ts}");
+            for near in [ts.saturating_sub(1), ts.saturating_add(1)] {
+                assert_eq!(w.pane_of(near), near.div_euclid(7), "{near} after {ts}");
+            }
         }
     }
 
