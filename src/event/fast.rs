@@ -29,8 +29,9 @@ const STRING_STOP: [bool; 256] = {
         t[c] = true;
         c += 1;
     }
+    c = 0x80;
     while c < 0x100 {
-        t[c] = c >= 0x80;
+        t[c] = true;
         c += 1;
     }
     t[b'"' as usize] = true;
@@ -127,6 +128,12 @@ fn word(b: &[u8], i: usize) -> Option<u64> {
     Some(u64::from_le_bytes(bytes))
 }
 
+/// The eight bytes at `k` of a fixed window as a little-endian word.
+#[inline(always)]
+fn word_at<const N: usize>(z: &[u8; N], k: usize) -> u64 {
+    u64::from_le_bytes(z[k..k + 8].try_into().expect("eight bytes"))
+}
+
 /// How many of the word's bytes, from the first, are ASCII digits (0 to 8).
 #[inline(always)]
 fn leading_digits(w: u64) -> u32 {
@@ -206,7 +213,7 @@ const NUMBER_WINDOW: usize = 24;
 /// and a power of ten up to 10^7 is exact, so one IEEE division is correctly rounded.
 #[inline(always)]
 fn compact_number<const N: usize>(z: &[u8; N], p: usize) -> Option<(f64, usize)> {
-    let at = |k: usize| u64::from_le_bytes(z[k..k + 8].try_into().expect("eight bytes"));
+    let at = |k: usize| word_at(z, k);
     let negative = z[p] == b'-';
     let first = p + usize::from(negative);
     let w = at(first);
@@ -244,14 +251,13 @@ fn compact_number<const N: usize>(z: &[u8; N], p: usize) -> Option<(f64, usize)>
 
 /// The member at `i` when it has the common compact shape — `"key":number` directly followed
 /// by `,` or `}`, the key at most 15 bytes and without escapes, the number as
-/// [`compact_number`] reads it — read inside a window of [`MEMBER_WINDOW`] bytes (which holds the number's
-/// window); `None` for
-/// anything else (the caller then reads the member the general way, which accepts or rejects
-/// it).
+/// [`compact_number`] reads it — read inside a window of [`MEMBER_WINDOW`] bytes (which holds
+/// the number's window); `None` for anything else (the caller then reads the member the
+/// general way, which accepts or rejects it).
 #[inline(always)]
 fn compact_member(b: &[u8], i: usize) -> Option<CompactMember<'_>> {
     let z: &[u8; MEMBER_WINDOW] = b.get(i..i + MEMBER_WINDOW)?.try_into().ok()?;
-    let at = |k: usize| u64::from_le_bytes(z[k..k + 8].try_into().expect("eight bytes"));
+    let at = |k: usize| word_at(z, k);
     if z[0] != b'"' {
         return None;
     }
@@ -663,9 +669,7 @@ impl<'a> Scanner<'a> {
     /// the colon; `member` consumes the value.
     #[inline]
     fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        self.eat(b'{')?;
-        self.ws();
-        if self.eat(b'}').is_some() {
+        if self.open()? {
             return Some(());
         }
         loop {
@@ -674,18 +678,37 @@ impl<'a> Scanner<'a> {
             self.eat(b':')?;
             self.ws();
             member(self, key)?;
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b'}' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.member_end()? {
+                return Some(());
             }
+        }
+    }
+
+    /// The opening brace of an object: `Some(true)` when the object is empty (and consumed
+    /// whole), `Some(false)` with the scanner at its first member, `None` for no object.
+    #[inline]
+    fn open(&mut self) -> Option<bool> {
+        self.eat(b'{')?;
+        self.ws();
+        Some(self.eat(b'}').is_some())
+    }
+
+    /// What follows a member's value: `Some(true)` past the object's closing brace,
+    /// `Some(false)` past a comma (at the next member), `None` for anything else.
+    #[inline]
+    fn member_end(&mut self) -> Option<bool> {
+        self.ws();
+        match self.peek()? {
+            b',' => {
+                self.i += 1;
+                self.ws();
+                Some(false)
+            }
+            b'}' => {
+                self.i += 1;
+                Some(true)
+            }
+            _ => None,
         }
     }
 
@@ -694,6 +717,7 @@ impl<'a> Scanner<'a> {
     /// malformed key.
     #[inline]
     fn known_key<const N: usize>(&mut self, keys: &KnownKeys<N>, hint: usize) -> Option<usize> {
+        // The opening quote and the 16 bytes after it.
         let whole: Option<&[u8; 17]> = self
             .b
             .get(self.i..self.i + 17)
@@ -727,9 +751,7 @@ impl<'a> Scanner<'a> {
         keys: &KnownKeys<N>,
         mut member: impl FnMut(&mut Self, usize) -> Option<()>,
     ) -> Option<()> {
-        self.eat(b'{')?;
-        self.ws();
-        if self.eat(b'}').is_some() {
+        if self.open()? {
             return Some(());
         }
         let mut seen = 0u32;
@@ -743,17 +765,8 @@ impl<'a> Scanner<'a> {
             next = k + 1;
             self.ws();
             member(self, k)?;
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b'}' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.member_end()? {
+                return Some(());
             }
         }
     }
@@ -764,9 +777,7 @@ impl<'a> Scanner<'a> {
         }
         let mut out = std::mem::take(&mut self.spare.features);
         out.reserve(24);
-        self.eat(b'{')?;
-        self.ws();
-        if self.eat(b'}').is_some() {
+        if self.open()? {
             return Some(Some(Features(out)));
         }
         loop {
@@ -774,6 +785,9 @@ impl<'a> Scanner<'a> {
             let last = if let Some(m) = compact_member(self.b, self.i) {
                 out.push((Cow::Borrowed(m.key), FeatureValue::Number(m.value)));
                 self.i = m.end + 1;
+                if !m.last {
+                    self.ws();
+                }
                 m.last
             } else {
                 let key = self.string()?;
@@ -782,18 +796,11 @@ impl<'a> Scanner<'a> {
                 self.ws();
                 let v = self.feature_value()?;
                 out.push((Cow::Borrowed(key), v));
-                self.ws();
-                let c = self.peek()?;
-                if c != b',' && c != b'}' {
-                    return None;
-                }
-                self.i += 1;
-                c == b'}'
+                self.member_end()?
             };
             if last {
                 return Some(Some(Features(out)));
             }
-            self.ws();
         }
     }
 

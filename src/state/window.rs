@@ -70,7 +70,8 @@ impl<P: PaneSummary + Clone> SlidingWindow<P> {
             next_to_close: None,
             empty,
             closed: 0,
-            last: (0, 1, 0),
+            // (no pane yet: an index no event time gives in practice, an empty range)
+            last: (i64::MIN, 1, 0),
         }
     }
 
@@ -88,17 +89,14 @@ impl<P: PaneSummary + Clone> SlidingWindow<P> {
     /// The open pane that an event at `ts_ms` belongs to, or `None` if that pane is closed
     /// (the event is late).
     pub fn pane_mut(&mut self, ts_ms: i64) -> Option<&mut P> {
-        let (last, start, end) = self.last;
-        let idx = if start <= ts_ms && ts_ms < end {
-            last
-        } else {
-            let idx = ts_ms.div_euclid(self.slide_ms);
+        let idx = self.pane_of(ts_ms);
+        if idx != self.last.0 {
+            // Remembered for the next events (unless its bounds overflow).
             let start = idx.checked_mul(self.slide_ms);
             if let Some(end) = start.and_then(|s| s.checked_add(self.slide_ms)) {
                 self.last = (idx, end - self.slide_ms, end);
             }
-            idx
-        };
+        }
         match self.next_to_close {
             Some(n) if idx < n => return None,
             None => self.next_to_close = Some(idx),
