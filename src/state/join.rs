@@ -104,21 +104,45 @@ type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
 struct Slot {
     key: u64,
     p: Pending,
+    /// Still waiting: not joined by a label and not replaced by a redelivered copy (as far as
+    /// the index knows; a copy among the latest arrivals is checked for separately).
+    live: bool,
 }
+
+/// Arrivals gathered before they are added to the index together.
+const BATCH: usize = 32;
+
+/// Stale index entries tolerated beyond twice the ring's length before they are swept out.
+const STALE_SLACK: usize = 4096;
 
 /// Pending predictions and early features.
 ///
 /// Pending predictions sit in a ring in arrival order (which is also the order they expire
-/// in), and a map from id hash to the sequence number of the id's newest prediction finds them:
-/// the ring is written and read sequentially, and only the small map is accessed at random.
+/// in), and a map from id hash to the sequence number of the id's newest prediction finds them.
+/// The ring is written and read sequentially; the map, which outgrows the caches, is the only
+/// structure touched at random, and it is touched in batches:
+///
+/// * arrivals are added to the map [`BATCH`] at a time (or before any lookup), so the cache
+///   misses of their inserts overlap instead of stalling one event each;
+/// * a prediction leaving the ring is not looked up: its slot knows whether it is still
+///   waiting, and its map entry, whose sequence number now lies before the ring, is stale and
+///   swept out with the others once they outnumber the ring.
 #[derive(Debug, Default)]
 pub struct JoinBuffer {
     /// Predictions in arrival order, joined ones included until they leave; `base` is the
     /// sequence number of the first.
     ring: VecDeque<Slot>,
     base: u64,
-    /// Id hash → sequence number of its newest prediction still waiting for a label.
+    /// Id hash → sequence number of its newest prediction, for all but the `recent` arrivals.
+    /// An entry below `base` is stale: its prediction has left the ring.
     index: IdMap<u64>,
+    /// (id hash, sequence number) of arrivals not yet in `index`, oldest first.
+    recent: Vec<(u64, u64)>,
+    /// One bit per id hash's top byte among `recent`, so most leaving predictions need not
+    /// search it.
+    recent_bits: [u64; 4],
+    /// Live slots in the ring.
+    live: usize,
     early: IdMap<EarlyFeatures>,
     early_order: VecDeque<(i64, u64)>,
 }
@@ -135,37 +159,91 @@ impl JoinBuffer {
         capacity: usize,
     ) -> u64 {
         let key = hash_str(event_id);
-        self.index.insert(key, self.base + self.ring.len() as u64);
-        self.ring.push_back(Slot { key, p });
+        self.recent.push((key, self.base + self.ring.len() as u64));
+        self.recent_bits[(key >> 62) as usize] |= 1 << ((key >> 56) & 63);
+        self.ring.push_back(Slot { key, p, live: true });
+        self.live += 1;
         let mut evicted = 0;
-        while let Some(&Slot { key: k, p: oldest }) = self.ring.front() {
+        while let Some(&Slot {
+            key: k,
+            p: oldest,
+            live,
+        }) = self.ring.front()
+        {
             let expired = oldest.ts < now_ms.saturating_sub(ttl_ms);
             if !(expired || self.ring.len() > capacity) {
                 break;
             }
-            // The id may have been inserted again later (a redelivered prediction): the index
-            // then points at the newer entry, which stays. Only the entry the index points at
-            // is evicted with its slot.
-            if self.index.get(&k) == Some(&self.base) {
-                self.index.remove(&k);
-                evicted += 1;
+            if live {
+                self.live -= 1;
+                // The id may have been inserted again since (a redelivered prediction): the
+                // newer entry stays, and the one leaving was no longer waiting.
+                let base = self.base;
+                let maybe_recent = self.recent_bits[(k >> 62) as usize] & (1 << ((k >> 56) & 63));
+                if maybe_recent == 0 || !self.recent.iter().any(|&(r, seq)| r == k && seq > base) {
+                    evicted += 1;
+                }
             }
             self.ring.pop_front();
             self.base += 1;
         }
+        if self.recent.len() >= BATCH {
+            self.flush();
+        }
         evicted
+    }
+
+    /// Adds the recent arrivals to the index, marking the entries they replace as no longer
+    /// waiting, and sweeps out stale entries when they outnumber the ring.
+    fn flush(&mut self) {
+        let base = self.base;
+        for &(key, seq) in &self.recent {
+            if seq < base {
+                // Left the ring already (counted then).
+                continue;
+            }
+            if let Some(old) = self.index.insert(key, seq) {
+                if old >= base {
+                    let slot = &mut self.ring[(old - base) as usize];
+                    if slot.live {
+                        slot.live = false;
+                        self.live -= 1;
+                    }
+                }
+            }
+        }
+        self.recent.clear();
+        self.recent_bits = [0; 4];
+        if self.index.len() > 2 * self.ring.len() + STALE_SLACK {
+            self.index.retain(|_, seq| *seq >= base);
+        }
+    }
+
+    /// The live slot of an id, if its prediction is still waiting.
+    fn slot_of(&mut self, key: u64, remove: bool) -> Option<&mut Slot> {
+        self.flush();
+        let seq = if remove {
+            self.index.remove(&key)?
+        } else {
+            *self.index.get(&key)?
+        };
+        let slot = self.ring.get_mut(seq.checked_sub(self.base)? as usize)?;
+        debug_assert!(slot.live && slot.key == key);
+        Some(slot)
     }
 
     /// Removes and returns the prediction a label joins.
     pub fn take_for_label(&mut self, event_id: &str) -> Option<Pending> {
-        let seq = self.index.remove(&hash_str(event_id))?;
-        Some(self.ring[(seq - self.base) as usize].p)
+        let slot = self.slot_of(hash_str(event_id), true)?;
+        slot.live = false;
+        let p = slot.p;
+        self.live -= 1;
+        Some(p)
     }
 
     /// The prediction that late features join, marking its features as received.
     pub fn take_features_slot(&mut self, event_id: &str) -> Option<Pending> {
-        let seq = *self.index.get(&hash_str(event_id))?;
-        let p = &mut self.ring[(seq - self.base) as usize].p;
+        let p = &mut self.slot_of(hash_str(event_id), false)?.p;
         if !p.features_pending {
             return None;
         }
@@ -208,13 +286,15 @@ impl JoinBuffer {
     }
 
     /// Pending predictions.
-    pub fn len(&self) -> usize {
-        self.index.len()
+    pub fn len(&mut self) -> usize {
+        // Redelivered copies among the recent arrivals are found out by adding them.
+        self.flush();
+        self.live
     }
 
     /// Whether nothing is pending.
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+    pub fn is_empty(&mut self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -289,8 +369,11 @@ mod tests {
         let mut now = 0i64;
         for step in 0..200_000 {
             let id = format!("e{}", rng.random_range(0..300));
-            match rng.random_range(0..10) {
-                0..=5 => {
+            // Stretches of arrivals alone (which wait in batches), and stretches mixed with
+            // lookups (which add every waiting arrival to the index first).
+            let lookups = if (step / 500) % 2 == 0 { 0 } else { 4 };
+            match rng.random_range(0..8 + lookups) {
+                0..=7 => {
                     now += rng.random_range(0..3);
                     let mut p = pending(now - rng.random_range(0..4));
                     p.score = step as f64;
@@ -301,10 +384,13 @@ mod tests {
                         r.insert(&id, p, now, ttl, cap)
                     );
                 }
-                6..=7 => assert_eq!(j.take_for_label(&id), r.take_for_label(&id)),
+                8..=9 => assert_eq!(j.take_for_label(&id), r.take_for_label(&id)),
                 _ => assert_eq!(j.take_features_slot(&id), r.take_features_slot(&id)),
             }
-            assert_eq!(j.len(), r.pending.len());
+            if step % 37 == 0 {
+                // Not after every step: between lookups, arrivals wait in batches.
+                assert_eq!(j.len(), r.pending.len());
+            }
         }
     }
 
