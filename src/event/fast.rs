@@ -869,30 +869,20 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Scans `bytes`, decoding features and attributes into `spare`; `None` when it is not of the
-/// common shape (the serde path then decides). Whatever it accepts is valid UTF-8: every byte
-/// outside strings is one of the ASCII characters of JSON's syntax, and strings are either
-/// ASCII or checked.
-pub(super) fn scan<'a>(bytes: &'a [u8], spare: Spare<'a>) -> Option<RawEvent<'a>> {
+/// Scans `bytes` into `raw` (all `None` before), decoding features and attributes into
+/// `spare`; false when it is not of the common shape (the serde path then decides, and `raw`
+/// holds whatever was read before). Whatever it accepts is valid UTF-8: every byte outside
+/// strings is one of the ASCII characters of JSON's syntax, and strings are either ASCII or
+/// checked.
+#[inline(always)]
+pub(super) fn scan_into<'a>(bytes: &'a [u8], spare: Spare<'a>, raw: &mut RawEvent<'a>) -> bool {
     let mut s = Scanner {
         b: bytes,
         i: 0,
         spare,
     };
-    let mut raw = RawEvent {
-        event_id: None,
-        model_id: None,
-        model_version: None,
-        timestamp: None,
-        features: None,
-        prediction: None,
-        latency_ms: None,
-        attributes: None,
-        label: None,
-        value: None,
-    };
     s.ws();
-    s.known_object(&TOP_KEYS, |s, k| {
+    let read = s.known_object(&TOP_KEYS, |s, k| {
         match k {
             0 => raw.event_id = s.opt_text()?,
             1 => raw.model_id = s.opt_text()?,
@@ -906,9 +896,9 @@ pub(super) fn scan<'a>(bytes: &'a [u8], spare: Spare<'a>) -> Option<RawEvent<'a>
             _ => raw.value = s.opt_f64()?,
         }
         Some(())
-    })?;
+    });
     s.ws();
-    (s.i == s.b.len()).then_some(raw)
+    read.is_some() && s.i == s.b.len()
 }
 
 #[cfg(test)]
@@ -918,6 +908,11 @@ mod tests {
 
     use super::super::{classify_json_error, EventKind};
     use super::*;
+
+    fn scan<'a>(bytes: &'a [u8], spare: Spare<'a>) -> Option<RawEvent<'a>> {
+        let mut raw = RawEvent::default();
+        scan_into(bytes, spare, &mut raw).then_some(raw)
+    }
 
     const KINDS: [Option<EventKind>; 4] = [
         None,

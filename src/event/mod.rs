@@ -212,17 +212,15 @@ fn decode_into<'a>(
             limit: max_bytes,
         });
     }
-    let raw: RawEvent<'a> = match fast::scan(bytes, spare) {
-        Some(raw) => raw,
-        None => {
-            let text =
-                std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8(e.to_string()))?;
-            if text.trim().is_empty() {
-                return Err(DecodeError::NotJson("empty message".into()));
-            }
-            serde_json::from_str(text).map_err(classify_json_error)?
+    let mut raw = RawEvent::default();
+    if !fast::scan_into(bytes, spare, &mut raw) {
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8(e.to_string()))?;
+        if text.trim().is_empty() {
+            return Err(DecodeError::NotJson("empty message".into()));
         }
-    };
+        raw = serde_json::from_str(text).map_err(classify_json_error)?;
+    }
     raw.into_event(expected)
 }
 
@@ -247,7 +245,7 @@ fn classify_json_error(e: serde_json::Error) -> DecodeError {
 }
 
 /// The union of all contracts' fields; classified after parsing.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RawEvent<'a> {
     #[serde(borrow, default)]
     event_id: Option<Text<'a>>,
