@@ -434,19 +434,14 @@ impl FastIndex {
             *b = j as u32;
         }
     }
-
-    /// The anchor of bin `j`: its lower edge (the first edge for the bottom bin, 0 when there
-    /// are no edges).
-    #[inline(always)]
-    fn anchor(&self, j: usize) -> f64 {
-        self.padded[j]
-    }
 }
 
-/// Adds non-NaN value `v`, whose union bin is `j`, to per-bin accumulators.
+/// Adds non-NaN value `v`, whose union bin is `j`, to per-bin accumulators; `anchors[j]`
+/// is bin `j`'s anchor, its lower edge (the first edge for the bottom bin): the index's
+/// `padded` edges.
 #[inline(always)]
-fn add_to_bin(ix: &FastIndex, hot: &mut [HotAcc], eq: &mut [u64], j: usize, v: f64) {
-    let anchor = ix.anchor(j);
+fn add_to_bin(anchors: &[f64], hot: &mut [HotAcc], eq: &mut [u64], j: usize, v: f64) {
+    let anchor = anchors[j];
     let b = &mut hot[j];
     b.count += 1;
     b.offset_sum += v - anchor;
@@ -696,7 +691,7 @@ impl NumericProfile {
     #[inline(always)]
     fn accumulate(&self, hot: &mut [HotAcc], eq: &mut [u64], v: f64) {
         let ix = self.fast();
-        add_to_bin(ix, hot, eq, ix.find(&self.edges, v), v);
+        add_to_bin(&ix.padded, hot, eq, ix.find(&self.edges, v), v);
     }
 
     /// Union bin index of a value (0 = below the first edge).
@@ -839,8 +834,16 @@ impl NumericPane {
         // All lookups first (independent loads the core overlaps), then the updates.
         let mut bins = [0u32; STAGE_CAP];
         ix.find_all(&profile.edges, &self.staged, &mut bins);
+        // Bins are at most the number of edges; the three per-bin lists are cut to that length
+        // once, so indexing them within it needs no further checks.
+        let last = profile.edges.len();
+        let (hot, eq, anchors) = (
+            &mut self.hot[..=last],
+            &mut self.eq[..=last],
+            &ix.padded[..=last],
+        );
         for (&j, &v) in bins.iter().zip(&self.staged) {
-            add_to_bin(ix, &mut self.hot, &mut self.eq, j as usize, v);
+            add_to_bin(anchors, hot, eq, (j as usize).min(last), v);
         }
         if let Some(buf) = &mut self.small {
             if buf.len() + self.staged.len() <= SMALL_EXACT_CAP {
