@@ -112,9 +112,6 @@ struct Slot {
 /// Arrivals gathered before they are added to the index together.
 const BATCH: usize = 32;
 
-/// Stale index entries tolerated beyond twice the ring's length before they are swept out.
-const STALE_SLACK: usize = 4096;
-
 /// Pending predictions and early features.
 ///
 /// Pending predictions sit in a ring in arrival order (which is also the order they expire
@@ -125,8 +122,10 @@ const STALE_SLACK: usize = 4096;
 /// * arrivals are added to the map [`BATCH`] at a time (or before any lookup), so the cache
 ///   misses of their inserts overlap instead of stalling one event each;
 /// * a prediction leaving the ring is not looked up: its slot knows whether it is still
-///   waiting, and its map entry, whose sequence number now lies before the ring, is stale and
-///   swept out with the others once they outnumber the ring.
+///   waiting, and its map entry, whose sequence number now lies before the ring, is stale. When
+///   the map is about to grow and at least a quarter of it is stale, the stale entries are
+///   swept out instead, so the map stays the size its live entries need (each sweep frees a
+///   quarter of the map, so sweeping costs a few steps per insert).
 #[derive(Debug, Default)]
 pub struct JoinBuffer {
     /// Predictions in arrival order, joined ones included until they leave; `base` is the
@@ -194,9 +193,16 @@ impl JoinBuffer {
     }
 
     /// Adds the recent arrivals to the index, marking the entries they replace as no longer
-    /// waiting, and sweeps out stale entries when they outnumber the ring.
+    /// waiting; sweeps out stale entries first when the index would otherwise grow.
     fn flush(&mut self) {
         let base = self.base;
+        // Every live entry has its slot in the ring, so the rest are stale.
+        let stale_at_least = self.index.len().saturating_sub(self.ring.len());
+        if self.index.len() + self.recent.len() > self.index.capacity()
+            && stale_at_least >= self.index.capacity() / 4
+        {
+            self.index.retain(|_, seq| *seq >= base);
+        }
         for &(key, seq) in &self.recent {
             if seq < base {
                 // Left the ring already (counted then).
@@ -214,9 +220,6 @@ impl JoinBuffer {
         }
         self.recent.clear();
         self.recent_bits = [0; 4];
-        if self.index.len() > 2 * self.ring.len() + STALE_SLACK {
-            self.index.retain(|_, seq| *seq >= base);
-        }
     }
 
     /// The live slot of an id, if its prediction is still waiting.
@@ -402,6 +405,34 @@ mod tests {
         // capacity 2: the first copy of "a" leaves the ring; the second still joins.
         assert_eq!(j.insert("b", pending(0), 0, 100, 2), 0);
         assert_eq!(j.take_for_label("a").map(|p| p.ts), Some(0));
+    }
+
+    /// Predictions leaving the ring leave stale index entries behind; they are swept before
+    /// the index grows, so its size follows the capacity, not the traffic.
+    #[test]
+    fn the_index_stays_the_size_of_the_ring() {
+        let mut j = JoinBuffer::default();
+        for i in 0..200_000i64 {
+            j.insert(&format!("p{i}"), pending(i), i, 1_000_000, 1_000);
+        }
+        assert_eq!(j.len(), 1_000);
+        assert!(
+            j.index.capacity() < 4 * 1_000,
+            "index capacity {} for 1,000 pending",
+            j.index.capacity()
+        );
+        // Expiry by time leaves the same kind of entries.
+        for i in 0..50_000i64 {
+            j.insert(
+                &format!("q{i}"),
+                pending(300_000 + i),
+                300_000 + i,
+                100,
+                1_000,
+            );
+        }
+        assert!(j.len() <= 101);
+        assert!(j.index.capacity() < 4 * 1_000);
     }
 
     #[test]
