@@ -371,39 +371,24 @@ impl Spare<'_> {
     /// The lists emptied, their allocations kept, under any lifetime.
     pub(super) fn relabel<'b>(self) -> Spare<'b> {
         Spare {
-            features: relabel(self.features, |(k, v)| {
-                owned(k) | matches!(v, FeatureValue::Text(t) if owned(t))
-            }),
-            attributes: relabel(self.attributes, |(k, v)| owned(k) | owned(v)),
+            features: relabel(self.features),
+            attributes: relabel(self.attributes),
         }
     }
 }
 
-/// Whether a text owns its memory (the variant is the point, so `&Cow` rather than `&str`).
-#[inline(always)]
-#[allow(clippy::ptr_arg)]
-fn owned(s: &Cow<'_, str>) -> bool {
-    matches!(s, Cow::Owned(_))
-}
-
 /// An emptied vector, its allocation kept for an element type of the same size and alignment
-/// (here: the same type under another lifetime). Elements that own nothing (`owns` false for
-/// all of them, as for everything borrowed from the message) are left behind without running
-/// their drop code, one check per element instead of a drop each.
-#[inline(always)]
-fn relabel<T, U>(mut v: Vec<T>, owns: impl Fn(&T) -> bool) -> Vec<U> {
+/// (here: the same type under another lifetime).
+fn relabel<T, U>(mut v: Vec<T>) -> Vec<U> {
     const {
         assert!(std::mem::size_of::<T>() == std::mem::size_of::<U>());
         assert!(std::mem::align_of::<T>() == std::mem::align_of::<U>());
     }
-    if v.iter().fold(false, |any, x| any | owns(x)) {
-        v.clear();
-    }
+    v.clear();
     let mut v = std::mem::ManuallyDrop::new(v);
     // SAFETY: the allocation came from a `Vec` of an element type with the same size and
     // alignment (checked above), so it has the layout a `Vec<U>` of that capacity frees; the
-    // length is 0, so no element of either type is read or dropped. Elements still in `v` own
-    // no memory, so not dropping them frees nothing that would be freed otherwise.
+    // length is 0, so no element of either type is read or dropped.
     unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<U>(), 0, v.capacity()) }
 }
 
@@ -1190,15 +1175,15 @@ mod tests {
         format!("\"{key}\"{sep}{num}{end}")
     }
 
-    /// Recycled lists drop what owns memory and leave the rest behind.
+    /// Recycled lists drop their elements and keep their allocations.
     #[test]
-    fn relabel_drops_only_what_owns_memory() {
+    fn relabel_drops_the_elements_and_keeps_the_allocation() {
         use std::rc::Rc;
         let shared = Rc::new(());
         let v = vec![Some(Rc::clone(&shared)), None, Some(Rc::clone(&shared))];
-        let emptied: Vec<Option<Rc<()>>> = relabel(v, Option::is_some);
+        let emptied: Vec<Option<Rc<()>>> = relabel(v);
         assert!(emptied.is_empty() && emptied.capacity() >= 3);
-        assert_eq!(Rc::strong_count(&shared), 1, "owned elements were dropped");
+        assert_eq!(Rc::strong_count(&shared), 1, "the elements were dropped");
         let mut spare = Spare::default();
         spare
             .features

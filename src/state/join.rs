@@ -140,8 +140,6 @@ pub struct JoinBuffer {
     /// One bit per id hash's top byte among `recent`, so most leaving predictions need not
     /// search it.
     recent_bits: [u64; 4],
-    /// Live slots in the ring.
-    live: usize,
     early: IdMap<EarlyFeatures>,
     early_order: VecDeque<(i64, u64)>,
 }
@@ -161,7 +159,6 @@ impl JoinBuffer {
         self.recent.push((key, self.base + self.ring.len() as u64));
         self.recent_bits[(key >> 62) as usize] |= 1 << ((key >> 56) & 63);
         self.ring.push_back(Slot { key, p, live: true });
-        self.live += 1;
         let mut evicted = 0;
         while let Some(&Slot {
             key: k,
@@ -174,7 +171,6 @@ impl JoinBuffer {
                 break;
             }
             if live {
-                self.live -= 1;
                 // The id may have been inserted again since (a redelivered prediction): the
                 // newer entry stays, and the one leaving was no longer waiting.
                 let base = self.base;
@@ -210,11 +206,7 @@ impl JoinBuffer {
             }
             if let Some(old) = self.index.insert(key, seq) {
                 if old >= base {
-                    let slot = &mut self.ring[(old - base) as usize];
-                    if slot.live {
-                        slot.live = false;
-                        self.live -= 1;
-                    }
+                    self.ring[(old - base) as usize].live = false;
                 }
             }
         }
@@ -239,9 +231,7 @@ impl JoinBuffer {
     pub fn take_for_label(&mut self, event_id: &str) -> Option<Pending> {
         let slot = self.slot_of(hash_str(event_id), true)?;
         slot.live = false;
-        let p = slot.p;
-        self.live -= 1;
-        Some(p)
+        Some(slot.p)
     }
 
     /// The prediction that late features join, marking its features as received.
@@ -288,11 +278,11 @@ impl JoinBuffer {
         self.early.remove(&hash_str(event_id))
     }
 
-    /// Pending predictions.
+    /// Pending predictions (counted, for tests and diagnostics: not for the hot path).
     pub fn len(&mut self) -> usize {
         // Redelivered copies among the recent arrivals are found out by adding them.
         self.flush();
-        self.live
+        self.ring.iter().filter(|s| s.live).count()
     }
 
     /// Whether nothing is pending.
