@@ -873,7 +873,10 @@ pub(super) fn scan_into<'a>(bytes: &'a [u8], spare: Spare<'a>, raw: &mut RawEven
             1 => raw.model_id = s.opt_text()?,
             2 => raw.model_version = s.opt_text()?,
             3 => raw.timestamp = s.opt_timestamp()?,
-            4 => raw.features = s.features()?,
+            4 => {
+                raw.features = s.features()?;
+                raw.scanned_features = true;
+            }
             5 => raw.prediction = s.prediction()?,
             6 => raw.latency_ms = s.opt_f64()?,
             7 => raw.attributes = s.attributes()?,

@@ -134,7 +134,7 @@ pub struct Prediction<'a> {
 }
 
 /// A decoded input event; strings borrow from the message where they can.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Event<'a> {
     /// Which contract it follows.
     pub kind: EventKind,
@@ -158,7 +158,45 @@ pub struct Event<'a> {
     pub label: Option<Cow<'a, str>>,
     /// Ground truth value (labels of regressors).
     pub value: Option<f64>,
+    /// Where `features` came from, for [`DecodeBuffers::recycle`].
+    scanned: ScannedFeatures,
 }
+
+impl fmt::Debug for Event<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("kind", &self.kind)
+            .field("event_id", &self.event_id)
+            .field("model_id", &self.model_id)
+            .field("model_version", &self.model_version)
+            .field("timestamp_ms", &self.timestamp_ms)
+            .field("features", &self.features)
+            .field("prediction", &self.prediction)
+            .field("latency_ms", &self.latency_ms)
+            .field("attributes", &self.attributes)
+            .field("label", &self.label)
+            .field("value", &self.value)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The address and length of an event's feature list as the scanner left it, every name and
+/// text value in it borrowed from the message (`None` when it was decoded any other way): a
+/// list still at that address and length needs no per-entry drop when it is recycled. Not part
+/// of the event's value (always equal).
+#[derive(Clone, Copy, Default)]
+struct ScannedFeatures(Option<(*const (), usize)>);
+
+impl PartialEq for ScannedFeatures {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+// SAFETY: the pointer is only compared, never dereferenced.
+unsafe impl Send for ScannedFeatures {}
+// SAFETY: as above.
+unsafe impl Sync for ScannedFeatures {}
 
 /// Decodes one message. `expected` is the kind its topic carries, or `None` to classify by
 /// shape (mixed JSON Lines files in `replay`).
@@ -180,8 +218,17 @@ pub struct DecodeBuffers(fast::Spare<'static>);
 impl DecodeBuffers {
     /// Takes back a decoded event's lists (emptied) for the next message.
     pub fn recycle(&mut self, event: Event<'_>) {
+        let mut features = event.features;
+        let scanned = event.scanned.0;
+        if scanned == Some((features.as_ptr().cast(), features.len())) {
+            // Every entry borrows (the scanner's list, not grown or moved since), so there is
+            // nothing to drop: forgetting the entries is the same as dropping them, without a
+            // check per entry.
+            // SAFETY: a length of zero is within the capacity and leaves no entry to read.
+            unsafe { features.set_len(0) };
+        }
         self.0 = fast::Spare {
-            features: event.features,
+            features,
             attributes: event.attributes,
         }
         .relabel();
@@ -267,6 +314,9 @@ struct RawEvent<'a> {
     label: Option<LabelText<'a>>,
     #[serde(default)]
     value: Option<f64>,
+    /// Set by the scanner: see [`ScannedFeatures`].
+    #[serde(skip)]
+    scanned_features: bool,
 }
 
 impl<'a> RawEvent<'a> {
@@ -314,18 +364,24 @@ impl<'a> RawEvent<'a> {
             .timestamp
             .ok_or_else(|| DecodeError::MissingField("missing field `timestamp`".into()))?
             .0;
+        let features = self.features.map(|f| f.0).unwrap_or_default();
+        let scanned = ScannedFeatures(
+            self.scanned_features
+                .then(|| (features.as_ptr().cast(), features.len())),
+        );
         let mut event = Event {
             kind,
             event_id,
             model_id,
             model_version: None,
             timestamp_ms,
-            features: self.features.map(|f| f.0).unwrap_or_default(),
+            features,
             prediction: None,
             latency_ms: None,
             attributes: self.attributes.map(|a| a.0).unwrap_or_default(),
             label: self.label.map(|l| l.0),
             value: self.value,
+            scanned,
         };
         match kind {
             EventKind::Prediction => {

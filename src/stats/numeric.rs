@@ -355,12 +355,12 @@ impl FastIndex {
         ix
     }
 
-    /// Monotone non-decreasing in `v` (subtraction, multiplication by a positive constant and
-    /// the saturating cast all preserve order), the same function for edges and values.
+    /// The cell of `v` in `[lo, hi]` (edges, and values the range checks let through):
+    /// monotone non-decreasing in `v` (subtraction, multiplication by a positive constant and
+    /// rounding all preserve order), the same function for edges and values.
     #[inline(always)]
     fn cell(&self, v: f64) -> usize {
-        // (the saturating cast to i64 is cheaper than to usize; negatives clamp to 0)
-        (((v - self.lo) * self.inv_w) as i64).clamp(0, self.last_cell as i64) as usize
+        (round_to_u64((v - self.lo) * self.inv_w) as usize).min(self.last_cell)
     }
 
     /// Number of edges `<= v` for non-NaN `v` (bins (-inf,e0),[e0,e1),...,[e_last,inf)).
@@ -419,8 +419,7 @@ impl FastIndex {
             } else if v >= self.hi {
                 len
             } else {
-                // (as `cell`, without its lower clamp: `v - lo` is not negative here)
-                let g = (((v - self.lo) * self.inv_w) as i64).min(self.last_cell as i64) as usize;
+                let g = self.cell(v);
                 let (a, z) = (starts[g].into() as usize, starts[g + 1].into() as usize);
                 if z - a <= SCAN_K {
                     let cand: &[f64; SCAN_K] = self.padded[a + 1..a + 1 + SCAN_K]
@@ -434,6 +433,16 @@ impl FastIndex {
             *b = j as u32;
         }
     }
+}
+
+/// `x` rounded to the nearest integer (ties to even) for `0 <= x < 2^51`, with one addition
+/// instead of a saturating conversion: adding 2^52 leaves exactly the rounded integer in the
+/// low bits of the sum. Monotone non-decreasing over that range; for anything else (the cells
+/// never see it) the result is some integer, which callers clamp.
+#[inline(always)]
+fn round_to_u64(x: f64) -> u64 {
+    const TWO_52: f64 = 4_503_599_627_370_496.0;
+    (x + TWO_52).to_bits().wrapping_sub(TWO_52.to_bits())
 }
 
 /// Adds non-NaN value `v`, whose union bin is `j`, to per-bin accumulators; `anchors[j]`
@@ -1357,5 +1366,52 @@ mod tests {
     fn bin_rule_closed_last() {
         let c = bin_counts(&[0.0, 0.5, 1.0, 2.0, 2.5], &[0.0, 1.0, 2.0]);
         assert_eq!(c, vec![2, 2]);
+    }
+    #[test]
+    fn round_to_u64_rounds_to_nearest_even() {
+        let mut seed = 7;
+        let mut xs: Vec<f64> = (0..10_000).map(|_| lcg(&mut seed) * 300_000.0).collect();
+        xs.extend([
+            0.0,
+            0.5,
+            1.5,
+            2.5,
+            262_143.5,
+            262_144.0,
+            0.499_999_999_999_999_9,
+        ]);
+        for x in xs {
+            assert_eq!(round_to_u64(x), x.round_ties_even() as u64, "{x}");
+        }
+    }
+
+    #[test]
+    fn fast_index_agrees_with_binary_search() {
+        let mut seed = 11;
+        // Spread edges, repeated edges and a cluster denser than one cell's scan.
+        let mut edges: Vec<f64> = (0..200).map(|_| lcg(&mut seed) * 100.0 - 50.0).collect();
+        edges.extend([3.0, 3.0, 3.0, 7.25, 7.25]);
+        edges.extend((0..40).map(|k| 20.0 + k as f64 * 1e-9));
+        edges.sort_by(f64::total_cmp);
+        let ix = FastIndex::new(&edges);
+        assert!(!matches!(ix.starts, CellStarts::None));
+        let mut values: Vec<f64> = (0..20_000).map(|_| lcg(&mut seed) * 120.0 - 60.0).collect();
+        values.extend(edges.iter().copied());
+        values.extend([
+            -50.0,
+            50.0,
+            f64::MAX,
+            f64::MIN,
+            f64::INFINITY,
+            -f64::INFINITY,
+        ]);
+        values.extend(edges.iter().map(|e| e + 1e-12));
+        let mut bins = vec![0u32; values.len()];
+        ix.find_all(&edges, &values, &mut bins);
+        for (&v, &b) in values.iter().zip(&bins) {
+            let want = edges.partition_point(|&e| e <= v);
+            assert_eq!(ix.find(&edges, v), want, "find({v})");
+            assert_eq!(b as usize, want, "find_all({v})");
+        }
     }
 }
