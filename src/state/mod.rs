@@ -124,6 +124,13 @@ impl FeatureLookup {
                 return Some(*i);
             }
         }
+        self.find_slow(position, name)
+    }
+
+    /// [`FeatureLookup::find`] when the position's last name is another: through the map.
+    #[cold]
+    #[inline(never)]
+    fn find_slow(&mut self, position: usize, name: &str) -> Option<usize> {
         let found = self.map.get(name).copied();
         if self.by_position.len() <= position {
             self.by_position.resize(position + 1, None);
@@ -1129,17 +1136,7 @@ fn record_features(
                 q.out_of_range += u64::from(*x < lo || *x > hi);
                 np.record(prof, *x);
             }
-            (
-                FeatureKind::Categorical(prof),
-                FeaturePane::Categorical(cp),
-                FeatureValue::Text(s),
-            ) => {
-                if !cp.record(prof, s) {
-                    q.unseen += 1;
-                }
-            }
-            (_, _, FeatureValue::Null) => q.missing += 1,
-            _ => q.type_mismatch += 1,
+            (kind, pane, value) => record_other_value(kind, pane, value, q),
         }
     }
     // Features of the profile that this event did not carry at all count as missing.
@@ -1152,6 +1149,28 @@ fn record_features(
         }
     }
     let _ = counts;
+}
+
+/// Records a value other than a number of a numerical feature (that common case is recorded
+/// inline, and kept apart so that the loop around it keeps its registers): categories, missing
+/// values and values of the wrong type.
+#[cold]
+#[inline(never)]
+fn record_other_value(
+    kind: &FeatureKind,
+    pane: &mut FeaturePane,
+    value: &FeatureValue<'_>,
+    q: &mut pane::QualityCounts,
+) {
+    match (kind, pane, value) {
+        (FeatureKind::Categorical(prof), FeaturePane::Categorical(cp), FeatureValue::Text(s)) => {
+            if !cp.record(prof, s) {
+                q.unseen += 1;
+            }
+        }
+        (_, _, FeatureValue::Null) => q.missing += 1,
+        _ => q.type_mismatch += 1,
+    }
 }
 
 fn apply_label(

@@ -829,9 +829,17 @@ impl NumericPane {
             self.staged.reserve_exact(STAGE_CAP);
         }
         self.staged.push(v);
-        if self.staged.len() == STAGE_CAP {
-            self.flush(profile);
+        if self.staged.len() >= STAGE_CAP {
+            self.flush_stage(profile);
         }
+    }
+
+    /// [`NumericPane::flush`] from [`NumericPane::record`], once every [`STAGE_CAP`] values:
+    /// kept out of line so that the recording loop around it keeps its registers.
+    #[cold]
+    #[inline(never)]
+    fn flush_stage(&mut self, profile: &NumericProfile) {
+        self.flush(profile);
     }
 
     /// Bins the staged values.
