@@ -413,16 +413,26 @@ impl FastIndex {
         bins: &mut [u32],
     ) {
         let len = edges.len();
+        // The index's fields in locals (the stores to `bins` would otherwise make the compiler
+        // read them again for every value), and the tables cut to the lengths they are built
+        // with — a start for every cell and the one after it, the edges and their padding — so
+        // that the indexing below needs no checks.
+        let (lo, hi, inv_w, last_cell) = (self.lo, self.hi, self.inv_w, self.last_cell);
+        let starts = &starts[..last_cell + 2];
+        let padded = &self.padded[..len + 1 + SCAN_K];
         for (b, &v) in bins.iter_mut().zip(values) {
-            let j = if v < self.lo {
+            let j = if v < lo {
                 0
-            } else if v >= self.hi {
+            } else if v >= hi {
                 len
             } else {
-                let g = self.cell(v);
+                // (as `cell`)
+                let g = (round_to_u64((v - lo) * inv_w) as usize).min(last_cell);
                 let (a, z) = (starts[g].into() as usize, starts[g + 1].into() as usize);
                 if z - a <= SCAN_K {
-                    let cand: &[f64; SCAN_K] = self.padded[a + 1..a + 1 + SCAN_K]
+                    // (starts count edges: never more than `len`)
+                    let a = a.min(len);
+                    let cand: &[f64; SCAN_K] = padded[a + 1..a + 1 + SCAN_K]
                         .try_into()
                         .expect("SCAN_K edges");
                     a + cand.iter().map(|&e| (e <= v) as usize).sum::<usize>()
