@@ -785,11 +785,10 @@ impl<'a> Scanner<'a> {
             let last = if let Some(m) = compact_member(self.b, self.i) {
                 out.push((Cow::Borrowed(m.key), FeatureValue::Number(m.value)));
                 self.i = m.end + 1;
-                if !m.last {
-                    self.ws();
-                }
                 m.last
             } else {
+                // (whitespace after the comma of a compact member is skipped here)
+                self.ws();
                 let key = self.string()?;
                 self.ws();
                 self.eat(b':')?;
@@ -968,6 +967,9 @@ mod tests {
             r#"{"event_id":"a","model_id":"m","timestamp":-5,"value":-2.5e3}"#,
             r#"{"event_id":"a","model_id":"m","timestamp":1,"features":{"x":1}}"#,
             r#"{"event_id":"a","model_id":"m","timestamp":1,"features":{}}"#,
+            // Whitespace after compact members, read well before the end of the message.
+            r#"{"event_id":"a","model_id":"m","timestamp":1,"features":{"x":1.5, "y":2,
+"z":"k" ,"w":0.25,"v":3}, "attributes":{"segment":"long-enough-to-keep-the-window"}}"#,
             r#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"prediction":{"score":1.5}}"#,
             r#"{"event_id":"","model_id":"m","model_version":"v","timestamp":1,"prediction":{}}"#,
             r#"{"event_id":"a","model_id":"m","model_version":null,"timestamp":1,"prediction":{"label":true}}"#,
