@@ -144,6 +144,47 @@ fn leading_digits(w: u64) -> u32 {
     not_digit.trailing_zeros() / 8
 }
 
+/// Bit `k` set when byte `k` of the sixteen bytes `lo` then `hi` (little-endian) is an ASCII
+/// digit, the bits above 15 clear.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn digit_mask(lo: u64, hi: u64) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmplt_epi8, _mm_movemask_epi8, _mm_set1_epi8, _mm_set_epi64x, _mm_sub_epi8,
+        _mm_xor_si128,
+    };
+    // SAFETY: the build enables SSE2 (checked by the `cfg` above; every x86-64 processor has
+    // it), the only requirement of these intrinsics, which touch no memory.
+    unsafe {
+        let v = _mm_set_epi64x(hi as i64, lo as i64);
+        // Digits become -128 to -119 (byte minus '0', top bit flipped); all else is above.
+        let shifted = _mm_xor_si128(
+            _mm_sub_epi8(v, _mm_set1_epi8(b'0' as i8)),
+            _mm_set1_epi8(i8::MIN),
+        );
+        let is_digit = _mm_cmplt_epi8(shifted, _mm_set1_epi8(i8::MIN + 10));
+        _mm_movemask_epi8(is_digit) as u32
+    }
+}
+
+/// Bit `k` set when byte `k` of the sixteen bytes `lo` then `hi` (little-endian) is an ASCII
+/// digit, the bits above 15 clear.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn digit_mask(lo: u64, hi: u64) -> u32 {
+    digit_mask_bytewise(lo, hi)
+}
+
+/// [`digit_mask`] a byte at a time: where SSE2 is missing, and as its reference in tests.
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+fn digit_mask_bytewise(lo: u64, hi: u64) -> u32 {
+    let bytes = (u128::from(hi) << 64 | u128::from(lo)).to_le_bytes();
+    bytes
+        .iter()
+        .enumerate()
+        .fold(0, |m, (k, c)| m | u32::from(c.is_ascii_digit()) << k)
+}
+
 /// The decimal value of the word's first `n` bytes (1 to 8, all ASCII digits).
 #[inline(always)]
 fn digits_value(w: u64, n: u32) -> u64 {
@@ -217,17 +258,20 @@ fn compact_number<const N: usize>(z: &[u8; N], p: usize) -> Option<(f64, usize)>
     let negative = z[p] == b'-';
     let first = p + usize::from(negative);
     let w = at(first);
-    let int_digits = leading_digits(w);
+    // Which of the sixteen bytes from the first digit are digits: both runs from one mask.
+    let digits = digit_mask(w, at(first + 8));
+    let int_digits = (!digits).trailing_zeros();
     // 1 to 7 digits, and a leading zero only on its own.
-    if int_digits == 0 || int_digits == 8 || (z[first] == b'0' && int_digits > 1) {
+    if int_digits == 0 || int_digits >= 8 || (z[first] == b'0' && int_digits > 1) {
         return None;
     }
     let mut end = first + int_digits as usize;
     // (values below 2^53: the conversion through i64, one instruction, is exact)
     let value = if z[end] == b'.' {
         let f = at(end + 1);
-        let frac_digits = leading_digits(f);
-        if frac_digits == 0 || frac_digits == 8 {
+        // (at most 15 bits remain, so a run of 8 or more is seen as such)
+        let frac_digits = (!(digits >> (int_digits + 1))).trailing_zeros();
+        if frac_digits == 0 || frac_digits >= 8 {
             return None;
         }
         end += 1 + frac_digits as usize;
@@ -951,6 +995,28 @@ mod tests {
     }
 
     const LINE: &str = r#"{"event_id":"model-0-1","model_id":"model-0","model_version":"v1","timestamp":"2027-01-01T00:00:00.001Z","features":{"f0":4.098976,"f1":-5.085183,"f2":13,"f3":true,"f4":null,"c0":"north"},"prediction":{"score":0.463217,"label":0},"latency_ms":9.240,"attributes":{"gender":"f","region":"south","tier":3,"vip":false}}"#;
+
+    #[test]
+    fn digit_mask_marks_exactly_the_digits() {
+        let mut rng = SmallRng::seed_from_u64(5);
+        let pool = b"0123456789/:.-eE,} \x00\x7f\x80\xb9\xff";
+        for _ in 0..20_000 {
+            let (lo, hi) = if rng.random_bool(0.5) {
+                let mut b = [0u8; 16];
+                b.iter_mut()
+                    .for_each(|c| *c = pool[rng.random_range(0..pool.len())]);
+                let w = u128::from_le_bytes(b);
+                (w as u64, (w >> 64) as u64)
+            } else {
+                (rng.random::<u64>(), rng.random::<u64>())
+            };
+            assert_eq!(
+                digit_mask(lo, hi),
+                digit_mask_bytewise(lo, hi),
+                "{lo:x} {hi:x}"
+            );
+        }
+    }
 
     #[test]
     fn takes_the_common_shapes() {
