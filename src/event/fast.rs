@@ -144,6 +144,43 @@ fn leading_digits(w: u64) -> u32 {
     not_digit.trailing_zeros() / 8
 }
 
+/// Bit `k` set when byte `k` of the sixteen bytes `lo` then `hi` (little-endian) ends the fast
+/// scan of a string (see [`STRING_STOP`]), the bits above 15 clear.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn string_stop_mask(lo: u64, hi: u64) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_set_epi64x,
+    };
+    // SAFETY: as in `digit_mask`.
+    unsafe {
+        let v = _mm_set_epi64x(hi as i64, lo as i64);
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // As signed bytes, control characters and every byte of 0x80 and above are below ' '.
+        let other = _mm_cmplt_epi8(v, _mm_set1_epi8(b' ' as i8));
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), other)) as u32
+    }
+}
+
+/// Bit `k` set when byte `k` of the sixteen bytes `lo` then `hi` (little-endian) ends the fast
+/// scan of a string (see [`STRING_STOP`]), the bits above 15 clear.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn string_stop_mask(lo: u64, hi: u64) -> u32 {
+    string_stop_mask_bytewise(lo, hi)
+}
+
+/// [`string_stop_mask`] a byte at a time: where SSE2 is missing, and as its reference in tests.
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+fn string_stop_mask_bytewise(lo: u64, hi: u64) -> u32 {
+    let bytes = (u128::from(hi) << 64 | u128::from(lo)).to_le_bytes();
+    bytes.iter().enumerate().fold(0, |m, (k, &c)| {
+        m | u32::from(STRING_STOP[usize::from(c)]) << k
+    })
+}
+
 /// Bit `k` set when byte `k` of the sixteen bytes `lo` then `hi` (little-endian) is an ASCII
 /// digit, the bits above 15 clear.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
@@ -305,18 +342,12 @@ fn compact_member(b: &[u8], i: usize) -> Option<CompactMember<'_>> {
     if z[0] != b'"' {
         return None;
     }
-    // The key ends in its first or second word.
-    let stops = string_stops(at(1));
-    let key_len = if stops != 0 {
-        stops.trailing_zeros() / 8
-    } else {
-        let stops = string_stops(at(9));
-        if stops == 0 {
-            return None;
-        }
-        8 + stops.trailing_zeros() / 8
-    } as usize;
-    let close = 1 + key_len;
+    // The key ends in its first sixteen bytes.
+    let stops = string_stop_mask(at(1), at(9));
+    if stops == 0 {
+        return None;
+    }
+    let close = 1 + stops.trailing_zeros() as usize;
     if z[close] != b'"' || z[close + 1] != b':' {
         return None;
     }
@@ -328,8 +359,8 @@ fn compact_member(b: &[u8], i: usize) -> Option<CompactMember<'_>> {
         _ => return None,
     };
     Some(CompactMember {
-        // SAFETY: the key's bytes are ASCII (any other byte stops `string_stops` before the
-        // closing quote), so valid UTF-8.
+        // SAFETY: the key's bytes are ASCII (any other byte stops `string_stop_mask` before
+        // the closing quote), so valid UTF-8.
         key: unsafe { std::str::from_utf8_unchecked(&z[1..close]) },
         value,
         end: i + end,
@@ -997,9 +1028,9 @@ mod tests {
     const LINE: &str = r#"{"event_id":"model-0-1","model_id":"model-0","model_version":"v1","timestamp":"2027-01-01T00:00:00.001Z","features":{"f0":4.098976,"f1":-5.085183,"f2":13,"f3":true,"f4":null,"c0":"north"},"prediction":{"score":0.463217,"label":0},"latency_ms":9.240,"attributes":{"gender":"f","region":"south","tier":3,"vip":false}}"#;
 
     #[test]
-    fn digit_mask_marks_exactly_the_digits() {
+    fn sixteen_byte_masks_mark_exactly_their_bytes() {
         let mut rng = SmallRng::seed_from_u64(5);
-        let pool = b"0123456789/:.-eE,} \x00\x7f\x80\xb9\xff";
+        let pool = b"0123456789/:.-eE,} \"\\\x1f!#\x00\x7f\x80\xb9\xff";
         for _ in 0..20_000 {
             let (lo, hi) = if rng.random_bool(0.5) {
                 let mut b = [0u8; 16];
@@ -1013,6 +1044,11 @@ mod tests {
             assert_eq!(
                 digit_mask(lo, hi),
                 digit_mask_bytewise(lo, hi),
+                "{lo:x} {hi:x}"
+            );
+            assert_eq!(
+                string_stop_mask(lo, hi),
+                string_stop_mask_bytewise(lo, hi),
                 "{lo:x} {hi:x}"
             );
         }
