@@ -283,9 +283,10 @@ struct CompactMember<'a> {
 const NUMBER_WINDOW: usize = 24;
 
 /// The number at `z[p..]` when it has the common compact shape — at most seven digits before
-/// and after an optional decimal point, no exponent — read with a fixed number of word
-/// operations; the value and the index just past it, or `None` for anything else (the general
-/// reading then accepts or rejects it). `z` must hold [`NUMBER_WINDOW`] bytes from `p`.
+/// and after an optional decimal point — read with a fixed number of word operations; the
+/// value and the index just past it, or `None` for anything else (the general reading then
+/// accepts or rejects it). `z` must hold [`NUMBER_WINDOW`] bytes from `p`. What follows is not
+/// looked at: the caller checks it is what may follow a number, which rules out an exponent.
 ///
 /// The value is what [`Number::to_f64`] gives: at most 14 significant digits fit in 53 bits,
 /// and a power of ten up to 10^7 is exact, so one IEEE division is correctly rounded.
@@ -324,9 +325,6 @@ fn compact_number<const N: usize>(z: &[u8; N], p: usize) -> Option<(f64, usize)>
     } else {
         digits_value(w, int_digits) as i64 as f64
     };
-    if matches!(z[end], b'e' | b'E') {
-        return None;
-    }
     Some((if negative { -value } else { value }, end))
 }
 
@@ -665,9 +663,13 @@ impl<'a> Scanner<'a> {
             .get(self.i..self.i + NUMBER_WINDOW)
             .and_then(|z| z.try_into().ok());
         if let Some(z) = z {
-            if let Some((v, end)) = compact_number(z, 0) {
-                self.i += end;
-                return Some(v);
+            match compact_number(z, 0) {
+                // (an exponent is left to the general reading)
+                Some((v, end)) if !matches!(z[end], b'e' | b'E') => {
+                    self.i += end;
+                    return Some(v);
+                }
+                _ => {}
             }
         }
         self.number()?.to_f64()
@@ -1072,6 +1074,8 @@ mod tests {
             // Whitespace after compact members, read well before the end of the message.
             r#"{"event_id":"a","model_id":"m","timestamp":1,"features":{"x":1.5, "y":2,
 "z":"k" ,"w":0.25,"v":3}, "attributes":{"segment":"long-enough-to-keep-the-window"}}"#,
+            // Exponents after compact-looking mantissas, in features and elsewhere.
+            r#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"features":{"x":1.5e3,"y":-2.25E-2,"z":7e1},"prediction":{"score":2.5e-1},"latency_ms":1.5e1,"attributes":{"segment":"long-enough-to-keep-the-window"}}"#,
             r#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"prediction":{"score":1.5}}"#,
             r#"{"event_id":"","model_id":"m","model_version":"v","timestamp":1,"prediction":{}}"#,
             r#"{"event_id":"a","model_id":"m","model_version":null,"timestamp":1,"prediction":{"label":true}}"#,
