@@ -217,8 +217,14 @@ pub struct DecodeBuffers(fast::Spare<'static>);
 
 impl DecodeBuffers {
     /// Takes back a decoded event's lists (emptied) for the next message.
-    pub fn recycle(&mut self, event: Event<'_>) {
-        let mut features = event.features;
+    pub fn recycle(&mut self, mut event: Event<'_>) {
+        self.take_back(&mut event);
+    }
+
+    /// [`DecodeBuffers::recycle`] without moving the event: its lists are left empty and
+    /// unallocated.
+    pub fn take_back(&mut self, event: &mut Event<'_>) {
+        let mut features = std::mem::take(&mut event.features);
         let scanned = event.scanned.0;
         if scanned == Some((features.as_ptr().cast(), features.len())) {
             // Every entry borrows (the scanner's list, not grown or moved since), so there is
@@ -229,7 +235,7 @@ impl DecodeBuffers {
         }
         self.0 = fast::Spare {
             features,
-            attributes: event.attributes,
+            attributes: std::mem::take(&mut event.attributes),
         }
         .relabel();
     }

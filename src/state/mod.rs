@@ -490,15 +490,15 @@ impl Monitor {
 
     /// Processes one message, appending what it causes to `out`.
     pub fn process(&mut self, input: Input<'_>, out: &mut Vec<Output>) {
-        let decoded = decode_reusing(
+        let mut decoded = decode_reusing(
             input.payload,
             input.kind,
             self.cfg.limits.max_event_bytes,
             &mut self.buffers,
         );
         self.process_decoded(input, &decoded, out);
-        if let Ok(e) = decoded {
-            self.buffers.recycle(e);
+        if let Ok(e) = &mut decoded {
+            self.buffers.take_back(e);
         }
     }
 
