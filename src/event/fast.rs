@@ -373,12 +373,15 @@ struct KnownKeys<const N: usize> {
     names: [&'static str; N],
     bytes: [u128; N],
     masks: [u128; N],
+    /// Bytes from the opening quote to past the colon.
+    spans: [usize; N],
 }
 
 impl<const N: usize> KnownKeys<N> {
     const fn new(names: [&'static str; N]) -> Self {
         let mut bytes = [0u128; N];
         let mut masks = [0u128; N];
+        let mut spans = [0usize; N];
         let mut k = 0;
         while k < N {
             let name = names[k].as_bytes();
@@ -393,6 +396,7 @@ impl<const N: usize> KnownKeys<N> {
             b[name.len()] = b'"';
             b[name.len() + 1] = b':';
             bytes[k] = u128::from_le_bytes(b);
+            spans[k] = 1 + n;
             masks[k] = if n == 16 {
                 u128::MAX
             } else {
@@ -404,6 +408,7 @@ impl<const N: usize> KnownKeys<N> {
             names,
             bytes,
             masks,
+            spans,
         }
     }
 }
@@ -808,7 +813,7 @@ impl<'a> Scanner<'a> {
                 (0..N).find(|&k| w & keys.masks[k] == keys.bytes[k])
             };
             if let Some(k) = found {
-                self.i += 1 + keys.names[k].len() + 2;
+                self.i += keys.spans[k];
                 return Some(k);
             }
         }

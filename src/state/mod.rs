@@ -1130,13 +1130,14 @@ fn record_features(
         last_seen[i] = mark;
         let q = &mut quality[i];
         q.seen += 1;
-        match (&kinds[i].kind, &mut panes[i], value) {
-            (FeatureKind::Numeric(prof), FeaturePane::Numeric(np), FeatureValue::Number(x)) => {
-                let (lo, hi) = prof.reference_range();
-                q.out_of_range += u64::from(*x < lo || *x > hi);
-                np.record(prof, *x);
-            }
-            (kind, pane, value) => record_other_value(kind, pane, value, q),
+        if let (FeatureValue::Number(x), FeatureKind::Numeric(prof), FeaturePane::Numeric(np)) =
+            (value, &kinds[i].kind, &mut panes[i])
+        {
+            let (lo, hi) = prof.reference_range();
+            q.out_of_range += u64::from(*x < lo || *x > hi);
+            np.record(prof, *x);
+        } else {
+            record_other_value(&kinds[i].kind, &mut panes[i], value, q);
         }
     }
     // Features of the profile that this event did not carry at all count as missing.
