@@ -164,21 +164,22 @@ fn string_stop_mask(lo: u64, hi: u64) -> u32 {
     }
 }
 
-/// Bit `k` set when byte `k` of the sixteen bytes `lo` then `hi` (little-endian) ends the fast
-/// scan of a string (see [`STRING_STOP`]), the bits above 15 clear.
+/// [`string_stop_mask`] without SSE2.
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 #[inline(always)]
 fn string_stop_mask(lo: u64, hi: u64) -> u32 {
-    string_stop_mask_bytewise(lo, hi)
+    mask_bytewise(lo, hi, |c| STRING_STOP[usize::from(c)])
 }
 
-/// [`string_stop_mask`] a byte at a time: where SSE2 is missing, and as its reference in tests.
+/// Bit `k` set when `pick` holds for byte `k` of the sixteen bytes `lo` then `hi`
+/// (little-endian): the 16-byte masks where SSE2 is missing, and their reference in tests.
 #[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
-fn string_stop_mask_bytewise(lo: u64, hi: u64) -> u32 {
+fn mask_bytewise(lo: u64, hi: u64, pick: impl Fn(u8) -> bool) -> u32 {
     let bytes = (u128::from(hi) << 64 | u128::from(lo)).to_le_bytes();
-    bytes.iter().enumerate().fold(0, |m, (k, &c)| {
-        m | u32::from(STRING_STOP[usize::from(c)]) << k
-    })
+    bytes
+        .iter()
+        .enumerate()
+        .fold(0, |m, (k, &c)| m | u32::from(pick(c)) << k)
 }
 
 /// Bit `k` set when byte `k` of the sixteen bytes `lo` then `hi` (little-endian) is an ASCII
@@ -204,22 +205,11 @@ fn digit_mask(lo: u64, hi: u64) -> u32 {
     }
 }
 
-/// Bit `k` set when byte `k` of the sixteen bytes `lo` then `hi` (little-endian) is an ASCII
-/// digit, the bits above 15 clear.
+/// [`digit_mask`] without SSE2.
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 #[inline(always)]
 fn digit_mask(lo: u64, hi: u64) -> u32 {
-    digit_mask_bytewise(lo, hi)
-}
-
-/// [`digit_mask`] a byte at a time: where SSE2 is missing, and as its reference in tests.
-#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
-fn digit_mask_bytewise(lo: u64, hi: u64) -> u32 {
-    let bytes = (u128::from(hi) << 64 | u128::from(lo)).to_le_bytes();
-    bytes
-        .iter()
-        .enumerate()
-        .fold(0, |m, (k, c)| m | u32::from(c.is_ascii_digit()) << k)
+    mask_bytewise(lo, hi, |c| c.is_ascii_digit())
 }
 
 /// The decimal value of the word's first `n` bytes (1 to 8, all ASCII digits).
@@ -1048,16 +1038,10 @@ mod tests {
             } else {
                 (rng.random::<u64>(), rng.random::<u64>())
             };
-            assert_eq!(
-                digit_mask(lo, hi),
-                digit_mask_bytewise(lo, hi),
-                "{lo:x} {hi:x}"
-            );
-            assert_eq!(
-                string_stop_mask(lo, hi),
-                string_stop_mask_bytewise(lo, hi),
-                "{lo:x} {hi:x}"
-            );
+            let digits = mask_bytewise(lo, hi, |c| c.is_ascii_digit());
+            assert_eq!(digit_mask(lo, hi), digits, "{lo:x} {hi:x}");
+            let stops = mask_bytewise(lo, hi, |c| STRING_STOP[usize::from(c)]);
+            assert_eq!(string_stop_mask(lo, hi), stops, "{lo:x} {hi:x}");
         }
     }
 

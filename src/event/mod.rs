@@ -134,7 +134,7 @@ pub struct Prediction<'a> {
 }
 
 /// A decoded input event; strings borrow from the message where they can.
-#[derive(Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event<'a> {
     /// Which contract it follows.
     pub kind: EventKind,
@@ -162,30 +162,18 @@ pub struct Event<'a> {
     scanned: ScannedFeatures,
 }
 
-impl fmt::Debug for Event<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Event")
-            .field("kind", &self.kind)
-            .field("event_id", &self.event_id)
-            .field("model_id", &self.model_id)
-            .field("model_version", &self.model_version)
-            .field("timestamp_ms", &self.timestamp_ms)
-            .field("features", &self.features)
-            .field("prediction", &self.prediction)
-            .field("latency_ms", &self.latency_ms)
-            .field("attributes", &self.attributes)
-            .field("label", &self.label)
-            .field("value", &self.value)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The address and length of an event's feature list as the scanner left it, every name and
 /// text value in it borrowed from the message (`None` when it was decoded any other way): a
 /// list still at that address and length needs no per-entry drop when it is recycled. Not part
-/// of the event's value (always equal).
+/// of the event's value (always equal, and not shown).
 #[derive(Clone, Copy, Default)]
-struct ScannedFeatures(Option<(*const (), usize)>);
+struct ScannedFeatures(Option<(usize, usize)>);
+
+impl ScannedFeatures {
+    fn of<T>(list: &[T]) -> (usize, usize) {
+        (list.as_ptr() as usize, list.len())
+    }
+}
 
 impl PartialEq for ScannedFeatures {
     fn eq(&self, _: &Self) -> bool {
@@ -193,10 +181,11 @@ impl PartialEq for ScannedFeatures {
     }
 }
 
-// SAFETY: the pointer is only compared, never dereferenced.
-unsafe impl Send for ScannedFeatures {}
-// SAFETY: as above.
-unsafe impl Sync for ScannedFeatures {}
+impl fmt::Debug for ScannedFeatures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("..")
+    }
+}
 
 /// Decodes one message. `expected` is the kind its topic carries, or `None` to classify by
 /// shape (mixed JSON Lines files in `replay`).
@@ -226,7 +215,7 @@ impl DecodeBuffers {
     pub fn take_back(&mut self, event: &mut Event<'_>) {
         let mut features = std::mem::take(&mut event.features);
         let scanned = event.scanned.0;
-        if scanned == Some((features.as_ptr().cast(), features.len())) {
+        if scanned == Some(ScannedFeatures::of(&features)) {
             // Every entry borrows (the scanner's list, not grown or moved since), so there is
             // nothing to drop: forgetting the entries is the same as dropping them, without a
             // check per entry.
@@ -373,7 +362,7 @@ impl<'a> RawEvent<'a> {
         let features = self.features.map(|f| f.0).unwrap_or_default();
         let scanned = ScannedFeatures(
             self.scanned_features
-                .then(|| (features.as_ptr().cast(), features.len())),
+                .then(|| ScannedFeatures::of(&features)),
         );
         let mut event = Event {
             kind,

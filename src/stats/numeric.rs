@@ -417,7 +417,7 @@ impl FastIndex {
         // read them again for every value), and the tables cut to the lengths they are built
         // with — a start for every cell and the one after it, the edges and their padding — so
         // that the indexing below needs no checks.
-        let (lo, hi, inv_w, last_cell) = (self.lo, self.hi, self.inv_w, self.last_cell);
+        let (lo, hi, last_cell) = (self.lo, self.hi, self.last_cell);
         let starts = &starts[..last_cell + 2];
         let padded = &self.padded[..len + 1 + SCAN_K];
         for (b, &v) in bins.iter_mut().zip(values) {
@@ -426,8 +426,7 @@ impl FastIndex {
             } else if v >= hi {
                 len
             } else {
-                // (as `cell`)
-                let g = (round_to_u64((v - lo) * inv_w) as usize).min(last_cell);
+                let g = self.cell(v);
                 let (a, z) = (starts[g].into() as usize, starts[g + 1].into() as usize);
                 if z - a <= SCAN_K {
                     // (starts count edges: never more than `len`)
@@ -1385,6 +1384,7 @@ mod tests {
         let c = bin_counts(&[0.0, 0.5, 1.0, 2.0, 2.5], &[0.0, 1.0, 2.0]);
         assert_eq!(c, vec![2, 2]);
     }
+
     #[test]
     fn round_to_u64_rounds_to_nearest_even() {
         let mut seed = 7;
