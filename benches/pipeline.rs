@@ -19,8 +19,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use driftwatch::baseline::{BuildLimits, ProfileBuilder};
 use driftwatch::config::Config;
 use driftwatch::event::{decode, decode_reusing, DecodeBuffers, EventKind};
+use driftwatch::monitor::Monitor;
 use driftwatch::policy::Clock;
-use driftwatch::state::{Baselines, Input, Monitor};
+use driftwatch::state::{Baselines, Input};
 
 const NUMERIC: usize = 20;
 const REFERENCE: usize = 10_000;

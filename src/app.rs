@@ -19,13 +19,14 @@ use tokio_util::sync::CancellationToken;
 use crate::baseline::Profile;
 use crate::config::Config;
 use crate::http::{self, HttpState};
+use crate::monitor::Monitor;
 use crate::output::Output;
 use crate::policy::{Clock, TriggerLedger};
 use crate::sink::kafka::KafkaSink;
 use crate::sink::snapshot::SnapshotWriter;
 use crate::sink::webhook::WebhookSink;
 use crate::source::kafka as source;
-use crate::state::{Baselines, Monitor};
+use crate::state::Baselines;
 use crate::telemetry::Telemetry;
 
 /// A callback that sees every output as it is published.

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::event::{decode, DecodeError, Event};
+use crate::monitor::Monitor;
 use crate::output::Output;
 use crate::policy::Clock;
 use crate::sink::snapshot::SnapshotWriter;
 use crate::sink::JsonLinesSink;
-use crate::state::{Baselines, Input, Monitor};
+use crate::state::{Baselines, Input};
 
 /// What a replay did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

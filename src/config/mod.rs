@@ -378,6 +378,12 @@ pub struct WindowConfig {
     pub allowed_lateness: Duration,
     /// A window with fewer events than this is not evaluated for drift.
     pub min_events: u64,
+    /// How far ahead of its input's event time an event may be dated. One further ahead is
+    /// held until 16 such events in a row confirm that time really jumped (traffic resumed
+    /// after a gap); otherwise it is dead-lettered with reason `future_timestamp`, so a stray
+    /// timestamp or a skewed producer clock cannot close everyone's windows.
+    #[serde(with = "humantime_serde")]
+    pub max_skew: Duration,
 }
 
 impl Default for WindowConfig {
@@ -387,6 +393,7 @@ impl Default for WindowConfig {
             slide: Duration::from_secs(60),
             allowed_lateness: Duration::from_secs(30),
             min_events: 200,
+            max_skew: Duration::from_secs(60),
         }
     }
 }

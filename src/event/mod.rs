@@ -76,6 +76,20 @@ pub enum DecodeError {
     /// The object matches no contract, or not the one its topic carries.
     #[error("{0}")]
     WrongKind(String),
+    /// The event is dated too far ahead of its input's event time (`window.max_skew`), and no
+    /// run of events confirmed the jump: a skewed producer clock or a stray timestamp.
+    #[error(
+        "timestamp {timestamp_ms} ms is more than {max_skew_ms} ms ahead of its input's event \
+         time {clock_ms} ms (window.max_skew)"
+    )]
+    FutureTimestamp {
+        /// The event's time, epoch milliseconds.
+        timestamp_ms: i64,
+        /// The input's event time then.
+        clock_ms: i64,
+        /// The configured maximum skew.
+        max_skew_ms: i64,
+    },
 }
 
 impl DecodeError {
@@ -91,11 +105,12 @@ impl DecodeError {
             DecodeError::BadTimestamp(_) => "bad_timestamp",
             DecodeError::InvalidValue(_) => "invalid_value",
             DecodeError::WrongKind(_) => "wrong_kind",
+            DecodeError::FutureTimestamp { .. } => "future_timestamp",
         }
     }
 
     /// Every reason code, for pre-registering metrics.
-    pub const REASONS: [&'static str; 9] = [
+    pub const REASONS: [&'static str; 10] = [
         "oversize",
         "invalid_utf8",
         "truncated",
@@ -105,6 +120,7 @@ impl DecodeError {
         "bad_timestamp",
         "invalid_value",
         "wrong_kind",
+        "future_timestamp",
     ];
 }
 

@@ -58,6 +58,15 @@ impl TriggerLedger {
         *e = (*e).max(window_end_ms);
     }
 
+    /// Adds the entries of another ledger.
+    pub fn extend(&mut self, other: TriggerLedger) {
+        for ((m, v), end) in other.last {
+            let e = self.last.entry((m, v)).or_insert(end);
+            *e = (*e).max(end);
+        }
+        self.ids.extend(other.ids);
+    }
+
     /// Rebuilds the ledger entry of a trigger read back from the trigger topic.
     pub fn record_json(&mut self, v: &serde_json::Value) -> bool {
         let (Some(id), Some(m), Some(ver), Some(end)) = (

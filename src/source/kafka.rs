@@ -23,9 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::event::{decode, EventKind};
+use crate::monitor::Monitor;
 use crate::output::Output;
 use crate::sink::kafka::KafkaSink;
-use crate::state::{Input, Monitor};
+use crate::state::Input;
 use crate::telemetry::Telemetry;
 
 /// Errors that stop the source.
@@ -253,8 +254,8 @@ pub async fn run(
                         let revoked =
                             std::mem::take(&mut *shared.revoked.lock().expect("not poisoned"));
                         for (topic, p) in revoked {
+                            monitor.drop_input(&topic, p);
                             stored.remove(&(topic, p));
-                            monitor.drop_partition(p);
                         }
                     }
                     consumed += batch.len() as u64;
@@ -381,18 +382,13 @@ fn store_progress(
         return;
     }
     let mut tpl = TopicPartitionList::new();
-    for ((kind, partition), next) in progress {
-        let topic = match kind {
-            EventKind::Prediction => &cfg.topics.predictions,
-            EventKind::Features => &cfg.topics.features,
-            EventKind::Label => &cfg.topics.labels,
-        };
-        let key = (topic.clone(), partition);
+    for ((topic, partition), next) in progress {
+        let key = (topic, partition);
         if stored.get(&key).is_some_and(|s| *s >= next) {
             continue;
         }
         if tpl
-            .add_partition_offset(topic, partition, Offset::Offset(next))
+            .add_partition_offset(&key.0, partition, Offset::Offset(next))
             .is_ok()
         {
             stored.insert(key, next);

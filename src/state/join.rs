@@ -37,13 +37,134 @@ pub struct Pending {
     pub features_pending: bool,
 }
 
+/// Where a held message came from, so that its offset stays uncommitted while it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The monitor's index of the input.
+    pub input: u32,
+    /// Offset of the message in that input.
+    pub offset: i64,
+}
+
 /// Features that arrived before their prediction.
 #[derive(Debug, Clone)]
 pub struct EarlyFeatures {
     /// Event time of the feature event.
     pub ts: i64,
+    /// Where the features came from.
+    pub origin: Origin,
     /// The features, owned.
     pub features: Vec<(String, OwnedValue)>,
+}
+
+/// A label that arrived before its prediction.
+#[derive(Debug, Clone)]
+pub struct EarlyLabel {
+    /// Event time of the label event.
+    pub ts: i64,
+    /// Where the label came from.
+    pub origin: Origin,
+    /// The class label, if any.
+    pub label: Option<Box<str>>,
+    /// The regression target, if any.
+    pub value: Option<f64>,
+}
+
+/// Something held until its prediction arrives.
+pub trait Held {
+    /// Event time (held entries expire `join_ttl` behind the newest event time).
+    fn ts(&self) -> i64;
+    /// Where it came from.
+    fn origin(&self) -> Origin;
+}
+
+impl Held for EarlyFeatures {
+    fn ts(&self) -> i64 {
+        self.ts
+    }
+    fn origin(&self) -> Origin {
+        self.origin
+    }
+}
+
+impl Held for EarlyLabel {
+    fn ts(&self) -> i64 {
+        self.ts
+    }
+    fn origin(&self) -> Origin {
+        self.origin
+    }
+}
+
+/// Messages waiting for their prediction, bounded by count and by age, expiring oldest first.
+#[derive(Debug)]
+pub struct EarlyQueue<T> {
+    by_id: IdMap<(u64, T)>,
+    /// (event time, id hash, arrival number) in arrival order.
+    order: VecDeque<(i64, u64, u64)>,
+    arrivals: u64,
+}
+
+impl<T> Default for EarlyQueue<T> {
+    fn default() -> Self {
+        Self {
+            by_id: IdMap::default(),
+            order: VecDeque::new(),
+            arrivals: 0,
+        }
+    }
+}
+
+impl<T: Held> EarlyQueue<T> {
+    /// Holds `item` for `event_id`; entries older than `ttl_ms` behind `now_ms`, or beyond
+    /// `capacity`, are given up and their origins pushed to `evicted`. A second message for
+    /// the same id replaces the first, whose origin is pushed to `evicted` too.
+    pub fn hold(
+        &mut self,
+        event_id: &str,
+        item: T,
+        now_ms: i64,
+        ttl_ms: i64,
+        capacity: usize,
+        evicted: &mut Vec<Origin>,
+    ) {
+        let key = hash_str(event_id);
+        let n = self.arrivals;
+        self.arrivals += 1;
+        self.order.push_back((item.ts(), key, n));
+        if let Some((_, old)) = self.by_id.insert(key, (n, item)) {
+            evicted.push(old.origin());
+        }
+        while let Some(&(ts, k, n)) = self.order.front() {
+            if !(ts < now_ms.saturating_sub(ttl_ms) || self.order.len() > capacity) {
+                break;
+            }
+            self.order.pop_front();
+            if self.by_id.get(&k).is_some_and(|(m, _)| *m == n) {
+                let (_, old) = self.by_id.remove(&k).expect("present");
+                evicted.push(old.origin());
+            }
+        }
+    }
+
+    /// Takes what is held for `event_id`.
+    #[inline]
+    pub fn take(&mut self, event_id: &str) -> Option<T> {
+        if self.by_id.is_empty() {
+            return None;
+        }
+        self.by_id.remove(&hash_str(event_id)).map(|(_, t)| t)
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
 }
 
 /// An owned feature value.
@@ -112,7 +233,7 @@ struct Slot {
 /// Arrivals gathered before they are added to the index together.
 const BATCH: usize = 32;
 
-/// Pending predictions and early features.
+/// Pending predictions, and labels and features that came before theirs.
 ///
 /// Pending predictions sit in a ring in arrival order (which is also the order they expire
 /// in), and a map from id hash to the sequence number of the id's newest prediction finds them.
@@ -140,8 +261,10 @@ pub struct JoinBuffer {
     /// One bit per id hash's top byte among `recent`, so most leaving predictions need not
     /// search it.
     recent_bits: [u64; 4],
-    early: IdMap<EarlyFeatures>,
-    early_order: VecDeque<(i64, u64)>,
+    /// Features that arrived before their prediction.
+    pub early_features: EarlyQueue<EarlyFeatures>,
+    /// Labels that arrived before their prediction.
+    pub early_labels: EarlyQueue<EarlyLabel>,
 }
 
 impl JoinBuffer {
@@ -242,40 +365,6 @@ impl JoinBuffer {
         }
         p.features_pending = false;
         Some(*p)
-    }
-
-    /// Keeps features whose prediction has not arrived yet (bounded like the pending map).
-    pub fn hold_early(
-        &mut self,
-        event_id: &str,
-        f: EarlyFeatures,
-        now_ms: i64,
-        ttl_ms: i64,
-        capacity: usize,
-    ) -> u64 {
-        let key = hash_str(event_id);
-        self.early_order.push_back((f.ts, key));
-        self.early.insert(key, f);
-        let mut evicted = 0;
-        while let Some(&(ts, k)) = self.early_order.front() {
-            if !(ts < now_ms.saturating_sub(ttl_ms) || self.early_order.len() > capacity) {
-                break;
-            }
-            self.early_order.pop_front();
-            if self.early.get(&k).is_some_and(|e| e.ts == ts) {
-                self.early.remove(&k);
-                evicted += 1;
-            }
-        }
-        evicted
-    }
-
-    /// Features that arrived before this prediction, if any.
-    pub fn take_early(&mut self, event_id: &str) -> Option<EarlyFeatures> {
-        if self.early.is_empty() {
-            return None;
-        }
-        self.early.remove(&hash_str(event_id))
     }
 
     /// Pending predictions (counted, for tests and diagnostics: not for the hot path).
@@ -438,5 +527,62 @@ mod tests {
             j.insert(&format!("x{i}"), pending(300), 300, 100, 10);
         }
         assert!(j.len() <= 10);
+    }
+
+    fn early(ts: i64, offset: i64) -> EarlyLabel {
+        EarlyLabel {
+            ts,
+            origin: Origin { input: 1, offset },
+            label: Some("1".into()),
+            value: None,
+        }
+    }
+
+    /// Held labels leave by being taken, by age (`ttl` behind the newest time), by count
+    /// (oldest first) or by being replaced; every one given up has its origin reported once.
+    #[test]
+    fn early_queue_is_bounded_by_age_and_count() {
+        let mut q = EarlyQueue::<EarlyLabel>::default();
+        let mut evicted = Vec::new();
+        q.hold("a", early(1_000, 0), 1_000, 500, 3, &mut evicted);
+        q.hold("b", early(1_100, 1), 1_100, 500, 3, &mut evicted);
+        assert!(evicted.is_empty());
+        assert_eq!(q.take("a").map(|l| l.origin.offset), Some(0));
+        assert!(q.take("a").is_none());
+        // Replaced: the first message's origin is given up.
+        q.hold("b", early(1_200, 2), 1_200, 500, 3, &mut evicted);
+        assert_eq!(
+            evicted,
+            vec![Origin {
+                input: 1,
+                offset: 1
+            }]
+        );
+        evicted.clear();
+        // Too old: "b" (1,200) is more than 500 ms behind 1,800.
+        q.hold("c", early(1_800, 3), 1_800, 500, 3, &mut evicted);
+        assert_eq!(
+            evicted,
+            vec![Origin {
+                input: 1,
+                offset: 2
+            }]
+        );
+        assert_eq!(q.len(), 1);
+        evicted.clear();
+        // Too many: the oldest goes first.
+        for (n, id) in ["d", "e", "f"].into_iter().enumerate() {
+            q.hold(id, early(1_800, 4 + n as i64), 1_800, 500, 3, &mut evicted);
+        }
+        assert_eq!(
+            evicted,
+            vec![Origin {
+                input: 1,
+                offset: 3
+            }]
+        );
+        assert_eq!(q.len(), 3);
+        assert!(q.take("c").is_none());
+        assert_eq!(q.take("f").map(|l| l.origin.offset), Some(6));
     }
 }

@@ -97,10 +97,10 @@ impl<P: PaneSummary + Clone> SlidingWindow<P> {
                 self.last = (idx, end - self.slide_ms, end);
             }
         }
-        match self.next_to_close {
-            Some(n) if idx < n => return None,
-            None => self.next_to_close = Some(idx),
-            _ => {}
+        // Late only once the watermark has passed the pane: before the first close, an event
+        // of an earlier pane than the first one seen is as welcome as any.
+        if self.next_to_close.is_some_and(|n| idx < n) {
+            return None;
         }
         let empty = &self.empty;
         Some(self.open.entry(idx).or_insert_with(|| empty.clone()))
@@ -109,7 +109,10 @@ impl<P: PaneSummary + Clone> SlidingWindow<P> {
     /// Closes every pane that ends at or before `watermark_ms`, calling `on_close` with each
     /// resulting window (bounds and aggregate) whose aggregate holds at least one event.
     pub fn close_until(&mut self, watermark_ms: i64, mut on_close: impl FnMut(WindowBounds, &P)) {
-        let Some(mut next) = self.next_to_close else {
+        let Some(mut next) = self
+            .next_to_close
+            .or_else(|| self.open.keys().next().copied())
+        else {
             return;
         };
         // Panes [next, last] are closable: their end (idx + 1) * slide <= watermark.

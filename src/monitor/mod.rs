@@ -1,0 +1,932 @@
+//! The monitor: routes each input message to its model version, keeps event time per input,
+//! closes windows when a model's watermark passes them, and turns closed windows into
+//! evaluations, alerts, triggers and verdicts. Synchronous and free of I/O: the Kafka source and
+//! `replay` feed it messages and publish what it returns.
+//!
+//! # Event time
+//!
+//! Every input — a (topic, partition) of the live service, or one kind of event in a replayed
+//! file — has its own clock ([`crate::state::clock`]). A model's watermark is the minimum of the
+//! clocks of the inputs that have carried its events, less `window.allowed_lateness`; an input
+//! with nothing left to fetch is idle and does not hold it back (unless every input of the model
+//! is idle). So whichever topic the consumer happens to fetch first, no event is late that would
+//! not be late in a replay of the same events in event-time order. Inputs known to exist but
+//! that have delivered nothing yet (partitions just assigned) hold every watermark back until
+//! they deliver or turn out to be idle.
+//!
+//! Models are kept per instance, not per partition: a model whose events are spread over
+//! several partitions has one window, one baseline and one join buffer here.
+
+mod version;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::baseline::Profile;
+use crate::config::Config;
+use crate::eval::{self, Evaluation};
+use crate::event::{decode, decode_reusing, DecodeError, Event, EventKind, FeatureValue};
+use crate::output::{DeadLetter, Output};
+use crate::policy::Clock;
+use crate::state::clock::{Admission, Decided, InputClock};
+use crate::state::join::{
+    self, EarlyFeatures, EarlyLabel, EarlyQueue, Held, JoinBuffer, Origin, Pending,
+};
+use crate::state::offsets::OffsetTracker;
+use crate::state::{same_str, Baselines, Input};
+use crate::telemetry::{Counts, Telemetry};
+use version::{
+    activate, predicted_positive, record_label, record_late_features, record_prediction,
+    version_slot, LabelRef, ModelState, Phase, VersionState,
+};
+
+/// Events processed between two checks of the watermarks. Watermarks only ever hold panes
+/// open longer when checked less often, so the interval changes when windows close, never what
+/// they contain; a fixed count keeps replays reproducible.
+const ADVANCE_EVERY: u32 = 256;
+
+/// A message held by its input's clock until the clock decides about it.
+#[derive(Debug)]
+struct HeldMessage {
+    offset: i64,
+    payload: Vec<u8>,
+}
+
+/// One input: a topic partition (or one kind of event in a file).
+#[derive(Debug)]
+struct InputState {
+    topic: String,
+    partition: i32,
+    kind: EventKind,
+    clock: InputClock,
+    /// Messages held by the clock, in the order it holds their times.
+    held: Vec<HeldMessage>,
+    /// Nothing left to fetch (told by the source; a file's inputs are never idle).
+    idle: bool,
+    /// Revoked: kept so that indices stay valid, ignored otherwise.
+    dropped: bool,
+    offsets: OffsetTracker,
+}
+
+/// What a watermark check found for one model.
+fn watermark_of(inputs: &[InputState], feeders: &[u32]) -> Option<i64> {
+    let (mut active, mut idle) = (None::<i64>, None::<i64>);
+    for &f in feeders {
+        let inp = &inputs[f as usize];
+        if inp.dropped {
+            continue;
+        }
+        match (inp.idle, inp.clock.floor()) {
+            (false, Some(t)) => active = Some(active.map_or(t, |a| a.min(t))),
+            (false, None) => return None,
+            (true, Some(t)) => idle = Some(idle.map_or(t, |a| a.max(t))),
+            (true, None) => {}
+        }
+    }
+    active.or(idle)
+}
+
+/// The version a joined label or late features belong to, unless it is gone (counted as a
+/// join miss); `input` feeds its model from now on.
+fn pending_version<'a>(
+    models: &'a mut [Option<ModelState>],
+    counts: &mut Counts,
+    p: &Pending,
+    input: u32,
+) -> Option<&'a mut VersionState> {
+    let live = models
+        .get(p.model as usize)
+        .and_then(Option::as_ref)
+        .is_some_and(|m| (p.version as usize) < m.versions.len());
+    if !live {
+        counts.join_misses += 1;
+        return None;
+    }
+    let model = models[p.model as usize].as_mut().expect("checked");
+    model.fed_by(input);
+    Some(&mut model.versions[p.version as usize])
+}
+
+/// The monitor: all per-model state of this instance.
+pub struct Monitor {
+    cfg: Arc<Config>,
+    baselines: Baselines,
+    models: Vec<Option<ModelState>>,
+    model_index: HashMap<String, usize>,
+    /// Model of the previous event (events of one model usually come in runs).
+    last_model: usize,
+    joins: JoinBuffer,
+    inputs: Vec<InputState>,
+    /// Input of the previous message.
+    last_input: usize,
+    since_advance: u32,
+    counts: Counts,
+    telemetry: Option<Telemetry>,
+    clock: Clock,
+    version_seq: u64,
+    slide_ms: i64,
+    lateness_ms: i64,
+    max_skew_ms: i64,
+    ledger: crate::policy::TriggerLedger,
+    snapshots: Option<crate::sink::snapshot::SnapshotWriter>,
+    /// Whether versions keep their recent events (only snapshots read them).
+    keep_recent: bool,
+    new_profiles: Vec<Arc<Profile>>,
+    /// The lists [`Monitor::process`] decodes into, kept from message to message.
+    buffers: crate::event::DecodeBuffers,
+    /// Origins of held labels and features given up, to unpin.
+    evicted: Vec<Origin>,
+}
+
+impl Monitor {
+    /// A monitor for `cfg` with the configured `baselines`; `clock` stamps `emitted_at`.
+    pub fn new(cfg: Arc<Config>, baselines: Baselines, clock: Clock) -> Self {
+        let slide_ms = cfg.window.slide.as_millis() as i64;
+        let lateness_ms = cfg.window.allowed_lateness.as_millis() as i64;
+        let max_skew_ms = cfg.window.max_skew.as_millis() as i64;
+        Self {
+            cfg,
+            baselines,
+            models: Vec::new(),
+            model_index: HashMap::new(),
+            last_model: 0,
+            joins: JoinBuffer::default(),
+            inputs: Vec::new(),
+            last_input: 0,
+            since_advance: 0,
+            counts: Counts::default(),
+            telemetry: None,
+            clock,
+            version_seq: 0,
+            slide_ms,
+            lateness_ms,
+            max_skew_ms,
+            ledger: Default::default(),
+            snapshots: None,
+            keep_recent: false,
+            new_profiles: Vec::new(),
+            buffers: Default::default(),
+            evicted: Vec::new(),
+        }
+    }
+
+    /// Baselines bootstrapped since the last call, to be made durable (the Kafka service writes
+    /// them to the compacted state topic before it commits the offsets of the events they came
+    /// from, and reads them back when it is assigned partitions).
+    pub fn take_new_profiles(&mut self) -> Vec<Arc<Profile>> {
+        std::mem::take(&mut self.new_profiles)
+    }
+
+    /// Writes a Parquet snapshot of the triggering window's events with every trigger.
+    pub fn with_snapshots(mut self, writer: crate::sink::snapshot::SnapshotWriter) -> Self {
+        self.snapshots = Some(writer);
+        self.keep_recent = true;
+        self
+    }
+
+    /// Exports model metrics to `telemetry` at every evaluation.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
+    /// Starts from triggers already emitted (read back from the trigger topic), so none is
+    /// emitted twice across restarts.
+    pub fn with_ledger(mut self, ledger: crate::policy::TriggerLedger) -> Self {
+        self.ledger = ledger;
+        self
+    }
+
+    /// Adds triggers emitted elsewhere (by the previous owner of newly assigned partitions).
+    pub fn extend_ledger(&mut self, other: crate::policy::TriggerLedger) {
+        self.ledger.extend(other);
+    }
+
+    /// Adds a baseline made durable elsewhere (by the previous owner of newly assigned
+    /// partitions), unless one is known for the model and version; versions not seen yet use
+    /// it instead of bootstrapping their own.
+    pub fn add_baseline(&mut self, p: Profile) -> bool {
+        let version = p.model_version.clone();
+        if self.baselines.contains(&p.model_id, version.as_deref()) {
+            return false;
+        }
+        let model = p.model_id.clone();
+        self.baselines.insert(&model, version.as_deref(), p);
+        true
+    }
+
+    /// Counts accumulated since the last flush.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// Adds accumulated counts to the metrics.
+    pub fn flush_telemetry(&mut self, telemetry: &Telemetry) {
+        telemetry.flush_counts(&mut self.counts);
+        let versions: usize = self.models().map(|m| m.versions.len()).sum();
+        telemetry.models.set(versions as i64);
+    }
+
+    fn models(&self) -> impl Iterator<Item = &ModelState> {
+        self.models.iter().flatten()
+    }
+
+    /// The largest message accepted (`limits.max_event_bytes`), for callers that decode.
+    pub fn max_event_bytes(&self) -> usize {
+        self.cfg.limits.max_event_bytes
+    }
+
+    /// Index of an input's state, created on first use.
+    #[inline]
+    fn input_index(&mut self, topic: &str, partition: i32, kind: EventKind) -> usize {
+        if let Some(i) = self.inputs.get(self.last_input) {
+            if i.partition == partition && i.kind == kind && !i.dropped && same_str(&i.topic, topic)
+            {
+                return self.last_input;
+            }
+        }
+        let i = match self.inputs.iter().position(|i| {
+            i.partition == partition && i.kind == kind && !i.dropped && i.topic == topic
+        }) {
+            Some(i) => i,
+            None => {
+                self.inputs.push(InputState {
+                    topic: topic.to_string(),
+                    partition,
+                    kind,
+                    clock: InputClock::default(),
+                    held: Vec::new(),
+                    idle: false,
+                    dropped: false,
+                    offsets: OffsetTracker::default(),
+                });
+                self.inputs.len() - 1
+            }
+        };
+        self.last_input = i;
+        i
+    }
+
+    /// Announces an input that will deliver `kind` events (a partition just assigned): until
+    /// it delivers an event or is reported idle, no window closes, since its events may belong
+    /// to any model.
+    pub fn expect_input(&mut self, topic: &str, partition: i32, kind: EventKind) {
+        self.input_index(topic, partition, kind);
+    }
+
+    /// Whether an input has nothing left to fetch. An idle input does not hold watermarks back.
+    pub fn set_idle(&mut self, topic: &str, partition: i32, idle: bool, out: &mut Vec<Output>) {
+        let Some(i) = self
+            .inputs
+            .iter()
+            .position(|i| !i.dropped && i.partition == partition && i.topic == topic)
+        else {
+            return;
+        };
+        if self.inputs[i].idle == idle {
+            return;
+        }
+        self.inputs[i].idle = idle;
+        if idle {
+            if let Some(d) = self.inputs[i].clock.on_idle(self.max_skew_ms) {
+                self.resolve_held(i, d, out);
+            }
+            self.advance(out);
+        }
+    }
+
+    /// Event time per live input, `(topic, partition, clock, idle)`, for the source to pause
+    /// inputs that run ahead.
+    pub fn input_times(&self) -> impl Iterator<Item = (&str, i32, Option<i64>, bool)> {
+        self.inputs
+            .iter()
+            .filter(|i| !i.dropped)
+            .map(|i| (i.topic.as_str(), i.partition, i.clock.floor(), i.idle))
+    }
+
+    /// Forgets a revoked input, and every model it fed (their new owner rebuilds them from the
+    /// committed offsets).
+    pub fn drop_input(&mut self, topic: &str, partition: i32) {
+        let dropped: Vec<u32> = self
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| !i.dropped && i.partition == partition && i.topic == topic)
+            .map(|(n, _)| n as u32)
+            .collect();
+        for &n in &dropped {
+            let inp = &mut self.inputs[n as usize];
+            inp.dropped = true;
+            inp.held.clear();
+            inp.offsets = OffsetTracker::default();
+        }
+        for slot in self.models.iter_mut() {
+            if slot
+                .as_ref()
+                .is_some_and(|m| m.feeders.iter().any(|f| dropped.contains(f)))
+            {
+                let m = slot.take().expect("checked");
+                self.model_index.remove(&m.model_id);
+            }
+        }
+        if self.inputs.iter().all(|i| i.dropped) {
+            // Nothing left: start afresh (indices in the join buffer refer to dropped models).
+            self.inputs.clear();
+            self.models.clear();
+            self.model_index.clear();
+            self.joins = JoinBuffer::default();
+        }
+        self.last_input = 0;
+        self.last_model = 0;
+    }
+
+    /// Processes one message, appending what it causes to `out`.
+    pub fn process(&mut self, input: Input<'_>, out: &mut Vec<Output>) {
+        let mut decoded = decode_reusing(
+            input.payload,
+            input.kind,
+            self.cfg.limits.max_event_bytes,
+            &mut self.buffers,
+        );
+        self.process_decoded(input, &decoded, out);
+        if let Ok(e) = &mut decoded {
+            self.buffers.take_back(e);
+        }
+    }
+
+    /// Processes one message that the caller already decoded with
+    /// `decode(input.payload, input.kind, self.max_event_bytes())` (so decoding can run on
+    /// another thread); the same as [`Monitor::process`] otherwise.
+    pub fn process_decoded(
+        &mut self,
+        input: Input<'_>,
+        decoded: &Result<Event<'_>, DecodeError>,
+        out: &mut Vec<Output>,
+    ) {
+        let event = match decoded {
+            Ok(e) => e,
+            Err(err) => {
+                let kind = input.kind.unwrap_or(EventKind::Prediction);
+                let ii = self.input_index(input.topic, input.partition, kind);
+                self.dead_letter(input, err, out);
+                self.inputs[ii].offsets.note(None, input.offset);
+                return;
+            }
+        };
+        let ii = self.input_index(input.topic, input.partition, event.kind);
+        let admission = self.inputs[ii]
+            .clock
+            .admit(event.timestamp_ms, self.max_skew_ms);
+        if admission == Admission::Hold {
+            let inp = &mut self.inputs[ii];
+            inp.held.push(HeldMessage {
+                offset: input.offset,
+                payload: input.payload.to_vec(),
+            });
+            inp.offsets.pin(input.offset);
+        }
+        if let Some(d) = self.inputs[ii].clock.take_decided(self.max_skew_ms) {
+            self.resolve_held(ii, d, out);
+        }
+        if admission == Admission::Admit {
+            self.handle(ii, event, input, out);
+        }
+    }
+
+    fn dead_letter(&mut self, input: Input<'_>, err: &DecodeError, out: &mut Vec<Output>) {
+        let kind_label = input.kind.map(EventKind::as_str).unwrap_or("file");
+        self.counts.event(kind_label, "dead_letter");
+        *self.counts.dead_letters.entry(err.reason()).or_insert(0) += 1;
+        out.push(Output::DeadLetter(DeadLetter {
+            reason: err.reason(),
+            detail: err.to_string(),
+            topic: input.topic.to_string(),
+            partition: input.partition,
+            offset: input.offset,
+            payload: input.payload.to_vec(),
+        }));
+    }
+
+    /// Processes the held messages the clock of input `ii` decided about: rejected ones are
+    /// dead-lettered, admitted ones processed in the order they came.
+    fn resolve_held(&mut self, ii: usize, d: Decided, out: &mut Vec<Output>) {
+        let mut held = std::mem::take(&mut self.inputs[ii].held);
+        if d.admit.is_empty() && d.reject.is_empty() {
+            self.inputs[ii].held = held;
+            return;
+        }
+        let (topic, partition, kind) = {
+            let i = &self.inputs[ii];
+            (i.topic.clone(), i.partition, i.kind)
+        };
+        let clock = self.inputs[ii].clock.time();
+        let mut admit = d.admit.iter().peekable();
+        let mut reject = d.reject.iter().peekable();
+        for (n, m) in held.iter_mut().enumerate() {
+            let input = Input {
+                kind: Some(kind),
+                topic: &topic,
+                partition,
+                offset: m.offset,
+                payload: &m.payload,
+            };
+            self.inputs[ii].offsets.unpin(m.offset);
+            if reject.peek() == Some(&&n) {
+                reject.next();
+                let decoded = decode(&m.payload, Some(kind), usize::MAX);
+                let ts = decoded.as_ref().map(|e| e.timestamp_ms).unwrap_or_default();
+                let err = DecodeError::FutureTimestamp {
+                    timestamp_ms: ts,
+                    clock_ms: clock.unwrap_or_default(),
+                    max_skew_ms: self.max_skew_ms,
+                };
+                self.dead_letter(input, &err, out);
+                self.inputs[ii].offsets.note(None, m.offset);
+            } else if admit.peek() == Some(&&n) {
+                admit.next();
+                if let Ok(e) = decode(&m.payload, Some(kind), usize::MAX) {
+                    self.handle(ii, &e, input, out);
+                }
+            }
+        }
+    }
+
+    /// Applies an admitted event and checks the watermarks every [`ADVANCE_EVERY`] events.
+    fn handle(&mut self, ii: usize, e: &Event<'_>, input: Input<'_>, out: &mut Vec<Output>) {
+        let kind = e.kind;
+        let outcome = self.apply(ii, e, input);
+        self.counts.event(kind.as_str(), outcome);
+        self.since_advance += 1;
+        if self.since_advance >= ADVANCE_EVERY {
+            self.advance(out);
+        }
+    }
+
+    /// Closes every pane (end of a replay file), evaluating what remains: held events are
+    /// decided, and every input counts as idle.
+    pub fn finish(&mut self, out: &mut Vec<Output>) {
+        for ii in 0..self.inputs.len() {
+            let d = self.inputs[ii].clock.settle(self.max_skew_ms);
+            self.resolve_held(ii, d, out);
+        }
+        self.counts.join_misses +=
+            (self.joins.early_labels.len() + self.joins.early_features.len()) as u64;
+        for i in self.inputs.iter_mut() {
+            i.idle = true;
+        }
+        self.close_windows(out, true);
+    }
+
+    /// Next offset to commit per input `(topic, partition)`: every earlier event is reflected
+    /// in outputs already produced, so a restart from there loses nothing.
+    pub fn committable(&mut self) -> Vec<((String, i32), i64)> {
+        let n = self.inputs.len();
+        let mut oldest: Vec<Option<i64>> = vec![None; n];
+        let mut pins: Vec<Option<i64>> = vec![None; n];
+        let min = |a: Option<i64>, b: i64| Some(a.map_or(b, |a| a.min(b)));
+        for m in self.models.iter().flatten() {
+            if let Some(o) = m.oldest_needed_pane() {
+                for &f in &m.feeders {
+                    oldest[f as usize] = min(oldest[f as usize], o);
+                }
+            }
+            for v in &m.versions {
+                if let Phase::Bootstrapping { pins: p, .. } = &v.phase {
+                    for &(i, off) in p {
+                        pins[i as usize] = min(pins[i as usize], off);
+                    }
+                }
+            }
+        }
+        let mut res = Vec::new();
+        for (i, inp) in self.inputs.iter_mut().enumerate() {
+            if inp.dropped {
+                continue;
+            }
+            if let Some(next) = inp.offsets.committable(oldest[i], pins[i]) {
+                res.push(((inp.topic.clone(), inp.partition), next));
+            }
+        }
+        res
+    }
+
+    fn apply(&mut self, ii: usize, e: &Event<'_>, input: Input<'_>) -> &'static str {
+        let origin = Origin {
+            input: ii as u32,
+            offset: input.offset,
+        };
+        let (outcome, pane) = match e.kind {
+            EventKind::Prediction => self.apply_prediction(e, input, origin),
+            EventKind::Label => self.apply_label(e, origin),
+            EventKind::Features => self.apply_features(e, origin),
+        };
+        if outcome != "held" {
+            self.inputs[ii].offsets.note(pane, input.offset);
+        }
+        outcome
+    }
+
+    fn apply_prediction(
+        &mut self,
+        e: &Event<'_>,
+        input: Input<'_>,
+        origin: Origin,
+    ) -> (&'static str, Option<i64>) {
+        let Some(mi) = self.model_slot(&e.model_id) else {
+            return ("limit", None);
+        };
+        let cfg: &Config = &self.cfg;
+        let version = e
+            .model_version
+            .as_deref()
+            .expect("predictions have versions");
+        let Monitor {
+            models,
+            baselines,
+            counts,
+            version_seq,
+            keep_recent,
+            new_profiles,
+            joins,
+            ..
+        } = self;
+        let model = models[mi].as_mut().expect("live model");
+        model.fed_by(origin.input);
+        let Some(vi) = version_slot(
+            model,
+            version,
+            cfg,
+            baselines,
+            version_seq,
+            *keep_recent,
+            counts,
+        ) else {
+            return ("limit", None);
+        };
+        let (outcome, pane, groups) =
+            record_prediction(&mut model.versions[vi], e, origin, cfg, counts);
+        if outcome == "bootstrapped" {
+            if let Phase::Active(a) = &model.versions[vi].phase {
+                let profile = Arc::clone(&a.profile);
+                new_profiles.push(Arc::clone(&profile));
+                // Versions still bootstrapping share it: a canary is compared against the same
+                // reference as its baseline version.
+                for (i, other) in model.versions.iter_mut().enumerate() {
+                    if i != vi
+                        && matches!(other.phase, Phase::Bootstrapping { .. })
+                        && baselines.find(&model.model_id, &other.version).is_none()
+                    {
+                        other.phase = Phase::Active(Box::new(activate(Arc::clone(&profile), cfg)));
+                    }
+                }
+            }
+        }
+        if outcome == "recorded" {
+            model.versions[vi]
+                .recent
+                .push(e.timestamp_ms, input.payload);
+        }
+        if !matches!(outcome, "recorded" | "bootstrap" | "bootstrapped") {
+            return (outcome, pane);
+        }
+        let p = e.prediction.as_ref().expect("predictions have a payload");
+        let pending = Pending {
+            model: mi as u32,
+            version: vi as u16,
+            ts: e.timestamp_ms,
+            score: p.score.or(p.value).unwrap_or(f64::NAN),
+            label_hash: p.label.as_deref().map(join::hash_str),
+            positive: predicted_positive(p),
+            groups,
+            features_pending: e.features.is_empty(),
+        };
+        let ttl_ms = cfg.limits.join_ttl.as_millis() as i64;
+        counts.join_expired += joins.insert(
+            &e.event_id,
+            pending,
+            e.timestamp_ms,
+            ttl_ms,
+            cfg.limits.max_pending_joins,
+        );
+        // Features and a label that came before their prediction: their offsets stay pinned
+        // until they are in a pane, then that pane keeps them.
+        let mut used: [Option<(Origin, Option<i64>)>; 2] = [None, None];
+        if e.features.is_empty() {
+            if let Some(early) = joins.early_features.take(&e.event_id) {
+                let borrowed: Vec<_> = early
+                    .features
+                    .iter()
+                    .map(|(k, v)| (std::borrow::Cow::Borrowed(k.as_str()), v.as_value()))
+                    .collect();
+                joins.take_features_slot(&e.event_id);
+                let (_, fpane) = record_late_features(
+                    &mut model.versions[vi],
+                    e.timestamp_ms,
+                    &borrowed,
+                    counts,
+                );
+                model.fed_by(early.origin.input);
+                used[0] = Some((early.origin, fpane));
+            }
+        }
+        if let Some(early) = joins.early_labels.take(&e.event_id) {
+            let mut lpane = None;
+            if let Some(pending) = joins.take_for_label(&e.event_id) {
+                let l = LabelRef {
+                    ts: early.ts,
+                    label: early.label.as_deref(),
+                    value: early.value,
+                };
+                lpane = record_label(&mut model.versions[vi], &pending, l, counts).1;
+                model.fed_by(early.origin.input);
+            }
+            used[1] = Some((early.origin, lpane));
+        }
+        for (o, pane) in used.into_iter().flatten() {
+            let inp = &mut self.inputs[o.input as usize];
+            inp.offsets.unpin(o.offset);
+            inp.offsets.note(pane, o.offset);
+        }
+        (outcome, pane)
+    }
+
+    /// Holds a label or features for a prediction not seen yet (their offset stays pinned
+    /// until they are used or given up); returns how many held entries were given up.
+    fn hold_early<T: Held>(
+        &mut self,
+        queue: fn(&mut JoinBuffer) -> &mut EarlyQueue<T>,
+        event_id: &str,
+        item: T,
+        capacity: usize,
+    ) -> u64 {
+        let (origin, ts) = (item.origin(), item.ts());
+        self.inputs[origin.input as usize]
+            .offsets
+            .pin(origin.offset);
+        let ttl_ms = self.cfg.limits.join_ttl.as_millis() as i64;
+        queue(&mut self.joins).hold(event_id, item, ts, ttl_ms, capacity, &mut self.evicted);
+        let n = self.evicted.len() as u64;
+        self.release_evicted();
+        n
+    }
+
+    /// Unpins the offsets of held labels and features that were given up.
+    fn release_evicted(&mut self) {
+        for o in self.evicted.drain(..) {
+            if let Some(inp) = self.inputs.get_mut(o.input as usize) {
+                inp.offsets.unpin(o.offset);
+                inp.offsets.note(None, o.offset);
+            }
+        }
+    }
+
+    fn apply_label(&mut self, e: &Event<'_>, origin: Origin) -> (&'static str, Option<i64>) {
+        let cfg: &Config = &self.cfg;
+        let Some(p) = self.joins.take_for_label(&e.event_id) else {
+            // The prediction has not arrived yet (or never will): hold the label, bounded.
+            let early = EarlyLabel {
+                ts: e.timestamp_ms,
+                origin,
+                label: e.label.as_deref().map(Into::into),
+                value: e.value,
+            };
+            let evicted = self.hold_early(
+                |j| &mut j.early_labels,
+                &e.event_id,
+                early,
+                cfg.limits.max_pending_joins,
+            );
+            self.counts.join_misses += evicted;
+            return ("held", None);
+        };
+        let Some(v) = pending_version(&mut self.models, &mut self.counts, &p, origin.input) else {
+            return ("unjoined", None);
+        };
+        let l = LabelRef {
+            ts: e.timestamp_ms,
+            label: e.label.as_deref(),
+            value: e.value,
+        };
+        record_label(v, &p, l, &mut self.counts)
+    }
+
+    fn apply_features(&mut self, e: &Event<'_>, origin: Origin) -> (&'static str, Option<i64>) {
+        let cfg: &Config = &self.cfg;
+        let Some(p) = self.joins.take_features_slot(&e.event_id) else {
+            // The prediction has not arrived yet (or never will): hold the features, bounded.
+            let early = EarlyFeatures {
+                ts: e.timestamp_ms,
+                origin,
+                features: e
+                    .features
+                    .iter()
+                    .map(|(k, v)| {
+                        let owned = match v {
+                            FeatureValue::Number(x) => join::OwnedValue::Number(*x),
+                            FeatureValue::Text(t) => join::OwnedValue::Text(t.to_string()),
+                            FeatureValue::Null => join::OwnedValue::Null,
+                        };
+                        (k.to_string(), owned)
+                    })
+                    .collect(),
+            };
+            let evicted = self.hold_early(
+                |j| &mut j.early_features,
+                &e.event_id,
+                early,
+                (cfg.limits.max_pending_joins / 4).max(1),
+            );
+            self.counts.join_expired += evicted;
+            return ("held", None);
+        };
+        let Some(v) = pending_version(&mut self.models, &mut self.counts, &p, origin.input) else {
+            return ("unjoined", None);
+        };
+        record_late_features(v, p.ts, &e.features, &mut self.counts)
+    }
+
+    fn model_slot(&mut self, model_id: &str) -> Option<usize> {
+        if self
+            .models
+            .get(self.last_model)
+            .and_then(Option::as_ref)
+            .is_some_and(|m| same_str(&m.model_id, model_id))
+        {
+            return Some(self.last_model);
+        }
+        if let Some(&i) = self.model_index.get(model_id) {
+            self.last_model = i;
+            return Some(i);
+        }
+        if self.model_index.len() >= self.cfg.limits.max_models {
+            self.counts.limit("models");
+            return None;
+        }
+        let i = self.models.len();
+        self.models.push(Some(ModelState {
+            model_id: model_id.to_string(),
+            next_close_ms: i64::MIN,
+            ..Default::default()
+        }));
+        self.model_index.insert(model_id.to_string(), i);
+        self.last_model = i;
+        Some(i)
+    }
+
+    /// Closes the panes that every model's watermark has passed, evaluating the windows they
+    /// complete.
+    pub fn advance(&mut self, out: &mut Vec<Output>) {
+        self.since_advance = 0;
+        // An input that has delivered nothing yet may carry any model's events.
+        if self
+            .inputs
+            .iter()
+            .any(|i| !i.dropped && !i.idle && i.clock.floor().is_none())
+        {
+            return;
+        }
+        self.close_windows(out, false);
+    }
+
+    fn close_windows(&mut self, out: &mut Vec<Output>, at_end: bool) {
+        let slide_ms = self.slide_ms;
+        for mi in 0..self.models.len() {
+            let Some(model) = self.models[mi].as_mut() else {
+                continue;
+            };
+            let Some(clock) = watermark_of(&self.inputs, &model.feeders) else {
+                continue;
+            };
+            let watermark = if at_end {
+                // Everything up to and including the newest pane closes.
+                clock.saturating_add(slide_ms)
+            } else {
+                clock.saturating_sub(self.lateness_ms)
+            };
+            if watermark < model.next_close_ms && !at_end {
+                continue;
+            }
+            model.next_close_ms = (watermark.div_euclid(slide_ms) + 1) * slide_ms;
+            let Monitor {
+                cfg,
+                inputs,
+                telemetry,
+                ledger,
+                snapshots,
+                clock: out_clock,
+                ..
+            } = self;
+            let cfg: &Config = cfg;
+            let mut evaluations: Vec<(usize, Evaluation)> = Vec::new();
+            for (vi, v) in model.versions.iter_mut().enumerate() {
+                let Phase::Active(active) = &mut v.phase else {
+                    continue;
+                };
+                let profile = Arc::clone(&active.profile);
+                let attributes = &v.attributes;
+                let learned = v.policy.learned_accuracy;
+                let mut detections = Some(std::mem::take(&mut v.detectors.detections));
+                active.window.close_until(watermark, |bounds, agg| {
+                    // Statistics of a window that started before the baseline existed would
+                    // compare a fraction of the traffic; wait for the first full window.
+                    if !bounds.full {
+                        return;
+                    }
+                    let started = std::time::Instant::now();
+                    let ev = eval::evaluate(
+                        cfg,
+                        &model.model_id,
+                        &v.version,
+                        &profile,
+                        agg,
+                        bounds,
+                        attributes,
+                        detections.take().unwrap_or_default(),
+                        learned,
+                    );
+                    if let Some(t) = telemetry {
+                        t.eval_seconds.observe(started.elapsed().as_secs_f64());
+                        eval::export(t, &ev);
+                    }
+                    evaluations.push((vi, ev));
+                });
+                if let Some(d) = detections {
+                    v.detectors.detections = d;
+                }
+            }
+            for (vi, ev) in &evaluations {
+                let v = &mut model.versions[*vi];
+                let Some(idx) = v.policy.apply(cfg, ev, out_clock, ledger, out) else {
+                    continue;
+                };
+                let (Some(writer), Phase::Active(a), Some(Output::Trigger(t))) =
+                    (&*snapshots, &v.phase, out.get_mut(idx))
+                else {
+                    continue;
+                };
+                let events = v.recent.between(ev.bounds.start_ms, ev.bounds.end_ms);
+                let snapshot = match writer.write(
+                    &model.model_id,
+                    &v.version,
+                    &t.trigger_id,
+                    &a.profile,
+                    events,
+                ) {
+                    Ok((path, rows)) => serde_json::json!({
+                        "format": "parquet",
+                        "path": path.display().to_string(),
+                        "events": rows,
+                        "note": "the most recent events of the window, at most triggers.snapshot_events",
+                    }),
+                    Err(e) => {
+                        tracing::error!(error = %e, "snapshot not written");
+                        serde_json::json!({"error": e.to_string()})
+                    }
+                };
+                t.evidence["snapshot"] = snapshot;
+                // The input the trigger covers: offsets of the predictions in its window, per
+                // prediction input of the model.
+                let panes = (
+                    ev.bounds.start_ms.div_euclid(slide_ms),
+                    (ev.bounds.end_ms - 1).div_euclid(slide_ms),
+                );
+                let ranges: Vec<serde_json::Value> = model
+                    .feeders
+                    .iter()
+                    .map(|&f| &inputs[f as usize])
+                    .filter(|i| i.kind == EventKind::Prediction && !i.dropped)
+                    .filter_map(|i| {
+                        let (from, to) = i.offsets.range(panes.0, panes.1)?;
+                        Some(serde_json::json!({
+                            "topic": i.topic,
+                            "partition": i.partition,
+                            "from_offset": from,
+                            "to_offset": to,
+                        }))
+                    })
+                    .collect();
+                match ranges.len() {
+                    0 => {}
+                    1 => t.evidence["input"] = ranges.into_iter().next().expect("one"),
+                    _ => {
+                        t.evidence["input"] = ranges[0].clone();
+                        t.evidence["inputs"] = serde_json::Value::Array(ranges);
+                    }
+                }
+            }
+            crate::policy::canary::compare_versions(
+                cfg,
+                &mut model.canary,
+                &model.model_id,
+                &model
+                    .versions
+                    .iter()
+                    .map(|v| (v.version.as_str(), v.seq))
+                    .collect::<Vec<_>>(),
+                &evaluations,
+                out_clock,
+                out,
+            );
+        }
+    }
+}
