@@ -401,3 +401,101 @@ fn drift_that_stops_fires_once_and_resolves_with_the_same_id() {
         assert_eq!(re[0]["feature"], f);
     }
 }
+
+/// Event time of a stream line.
+fn ts_of(v: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// Sets the event time of a stream line.
+fn set_ts(v: &mut Value, ms: i64) {
+    v["timestamp"] = Value::from(
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
+}
+
+/// Rewrites the lines of a written stream that `edit` changes (it returns whether it did).
+fn rewrite(path: &std::path::Path, mut edit: impl FnMut(usize, &mut Value) -> bool) -> usize {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut changed = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(n, l)| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            if edit(n, &mut v) {
+                changed += 1;
+                v.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    changed
+}
+
+/// Replays a drifting stream whose clock was disturbed and checks that it still alerts on
+/// exactly the drifted features, after the onset only, and that every disturbed event is
+/// dead-lettered as `future_timestamp`.
+fn drift_survives(edit: impl FnMut(usize, &mut Value) -> bool, seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("drift.jsonl");
+    let g = drift_stream_config(seed, true);
+    write_stream(&input, &g);
+    let changed = rewrite(&input, edit);
+    assert!(changed > 0);
+    let drift_start = time_of(&g, g.drift_at.unwrap());
+    let cfg = replay_config(60, 10, 8000, &dir.path().join("snapshots"));
+    let (out, dead) = replay(cfg, &input);
+    let s = summary(&out);
+    assert_eq!(dead.len(), changed, "{dead:?}");
+    for d in &dead {
+        assert_eq!(d["reason"], "future_timestamp", "{d}");
+    }
+    let firing = alerts(&out, "data_drift", Some("firing"));
+    assert_eq!(features_of(&firing), sorted(&DRIFTED), "\n{s}");
+    for a in alerts(&out, "data_drift", None) {
+        assert!(ms(&a["window"]["end"]) > drift_start, "{a}\n{s}");
+    }
+    assert_eq!(of_type(&out, "retrain_trigger").len(), 1, "\n{s}");
+}
+
+/// One event of another model dated ten years ahead, in the middle of the stream.
+#[test]
+fn one_event_of_another_model_ten_years_ahead_does_not_stop_the_windows() {
+    let ten_years = 10 * 365 * 86_400_000_i64;
+    drift_survives(
+        |n, v| {
+            if n != 30_123 {
+                return false;
+            }
+            let t = ts_of(v);
+            set_ts(v, t + ten_years);
+            v["model_id"] = Value::from("stray-model");
+            v["event_id"] = Value::from("stray-0");
+            true
+        },
+        41_207,
+    );
+}
+
+/// One prediction in a hundred stamped five minutes ahead.
+#[test]
+fn one_percent_of_events_five_minutes_ahead_do_not_move_the_watermark() {
+    drift_survives(
+        |n, v| {
+            if n % 100 != 37 || !v["prediction"].is_object() {
+                return false;
+            }
+            let t = ts_of(v);
+            set_ts(v, t + 5 * 60_000);
+            true
+        },
+        52_981,
+    );
+}
