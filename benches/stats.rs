@@ -8,6 +8,10 @@
 //! * `window_eval_ks/25_features/*`: the same against a 1,000-row reference, where KS (with
 //!   its p-value) decides numerical drift.
 //!
+//! * `fleet/*`: the per-model costs of a fleet of small models (200 models of 500-row
+//!   references): building the 20 numerical profiles of one model, and evaluating one model's
+//!   window of 2,000 events (KS decides, with its exact p-value).
+//!
 //! Profiles are built from 10,000 generated reference values per feature; the recorded values
 //! are generated in advance. Run with `cargo bench --bench stats`.
 
@@ -207,5 +211,28 @@ fn window_eval(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pane_update, window_eval);
+/// One small model of a fleet: 500-row references, windows of 2,000 events.
+fn fleet(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fleet");
+    let all = common::columns(3, 500, NUMERIC, 0);
+    g.bench_function("profile_build_20x500", |b| {
+        b.iter(|| {
+            all.numeric
+                .iter()
+                .map(|x| {
+                    let p =
+                        NumericProfile::build(black_box(x), None, &NumericProfileConfig::default());
+                    p.n_bins()
+                })
+                .sum::<usize>()
+        })
+    });
+    let (s, w) = recorded_window(500, 2_000);
+    g.bench_function("window_eval_500x2000", |b| {
+        b.iter(|| black_box(evaluate_window(&s, &w)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pane_update, window_eval, fleet);
 criterion_main!(benches);

@@ -143,6 +143,9 @@ pub struct TriggerConfig {
     pub snapshot_dir: PathBuf,
     /// Most recent events kept per model version for snapshots.
     pub snapshot_events: usize,
+    /// Bytes those events may take per model version (events beyond a few KiB are kept as the
+    /// fields a snapshot reads; the oldest go first).
+    pub snapshot_max_bytes: usize,
 }
 
 impl Default for TriggerConfig {
@@ -162,6 +165,7 @@ impl Default for TriggerConfig {
             schedule: None,
             snapshot_dir: PathBuf::from("driftwatch-snapshots"),
             snapshot_events: 5000,
+            snapshot_max_bytes: 4 << 20,
         }
     }
 }
@@ -923,6 +927,11 @@ fn validate_policies(
     }
     if tr.snapshot_events == 0 {
         p.push(format!("{prefix}triggers.snapshot_events must be positive"));
+    }
+    if tr.snapshot_max_bytes == 0 {
+        p.push(format!(
+            "{prefix}triggers.snapshot_max_bytes must be positive"
+        ));
     }
     if let Some(expr) = &tr.schedule {
         if let Err(e) = expr.parse::<cron::Schedule>() {

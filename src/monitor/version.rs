@@ -196,14 +196,15 @@ pub(super) fn version_slot(
         events: 0,
         // Only a trigger's snapshot reads the recent events: none are kept without snapshots or
         // when the model's triggers are disabled.
-        recent: crate::sink::snapshot::RecentEvents::new({
+        recent: {
             let t = cfg.triggers_for(&model.model_id);
-            if keep_recent && t.enabled {
+            let events = if keep_recent && t.enabled {
                 t.snapshot_events
             } else {
                 0
-            }
-        }),
+            };
+            crate::sink::snapshot::RecentEvents::new(events, t.snapshot_max_bytes)
+        },
     });
     Some(model.versions.len() - 1)
 }

@@ -15,45 +15,214 @@ use datafusion::parquet::arrow::ArrowWriter;
 use crate::baseline::{FeatureKind, Profile};
 use crate::event::{decode, FeatureValue};
 
-/// The most recent raw prediction events of one model version, bounded; buffers are reused so
-/// keeping an event costs a copy, not an allocation.
-#[derive(Debug, Default)]
-pub struct RecentEvents {
-    buf: VecDeque<(i64, Vec<u8>)>,
-    cap: usize,
+/// Messages up to this size are kept as they are (one copy); larger ones are kept as the fields
+/// a snapshot reads.
+pub const KEEP_RAW_BYTES: usize = 8 << 10;
+
+/// One kept event: the message itself, or (for a large message) the fields a snapshot reads.
+#[derive(Debug)]
+pub enum KeptEvent {
+    /// The message's bytes.
+    Raw(Vec<u8>),
+    /// The snapshot's fields of a large message.
+    Fields(Box<SnapshotRow>),
 }
 
-impl RecentEvents {
-    /// Keeps at most `cap` events.
-    pub fn new(cap: usize) -> Self {
-        Self {
-            buf: VecDeque::with_capacity(cap.min(1 << 16)),
-            cap,
+/// The fields of a prediction event that a snapshot writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SnapshotRow {
+    /// `event_id`.
+    pub event_id: String,
+    /// Event time, epoch milliseconds.
+    pub timestamp_ms: i64,
+    /// Prediction score, or value of a regressor.
+    pub score: Option<f64>,
+    /// Predicted label.
+    pub label: Option<String>,
+    /// Inference latency.
+    pub latency_ms: Option<f64>,
+    /// Features: a number, a category, or missing (`None`).
+    pub features: Vec<(String, Option<SnapshotValue>)>,
+}
+
+/// A feature value of a [`SnapshotRow`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SnapshotValue {
+    /// Numerical.
+    Number(f64),
+    /// Categorical.
+    Text(String),
+}
+
+impl SnapshotRow {
+    /// The snapshot's fields of a decoded event.
+    pub fn of(e: &crate::event::Event<'_>) -> Self {
+        let p = e.prediction.as_ref();
+        SnapshotRow {
+            event_id: e.event_id.to_string(),
+            timestamp_ms: e.timestamp_ms,
+            score: p.and_then(|p| p.score.or(p.value)),
+            label: p.and_then(|p| p.label.as_deref().map(str::to_string)),
+            latency_ms: e.latency_ms,
+            features: e
+                .features
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        FeatureValue::Number(x) => Some(SnapshotValue::Number(*x)),
+                        FeatureValue::Text(t) => Some(SnapshotValue::Text(t.to_string())),
+                        FeatureValue::Null => None,
+                    };
+                    (k.to_string(), v)
+                })
+                .collect(),
         }
     }
 
-    /// Keeps one event.
+    /// Heap and inline bytes this row takes (approximately: allocator overheads left out).
+    fn footprint(&self) -> usize {
+        let text = |s: &str| s.len();
+        std::mem::size_of::<SnapshotRow>()
+            + text(&self.event_id)
+            + self.label.as_deref().map_or(0, text)
+            + self.features.capacity() * std::mem::size_of::<(String, Option<SnapshotValue>)>()
+            + self
+                .features
+                .iter()
+                .map(|(k, v)| {
+                    k.len()
+                        + match v {
+                            Some(SnapshotValue::Text(t)) => t.len(),
+                            _ => 0,
+                        }
+                })
+                .sum::<usize>()
+    }
+}
+
+impl KeptEvent {
+    /// Bytes it holds.
+    fn footprint(&self) -> usize {
+        match self {
+            KeptEvent::Raw(b) => b.capacity(),
+            KeptEvent::Fields(r) => r.footprint(),
+        }
+    }
+
+    /// Its snapshot row; `None` for a message that does not decode.
+    fn row(&self) -> Option<SnapshotRow> {
+        match self {
+            KeptEvent::Raw(b) => decode(b, None, usize::MAX)
+                .ok()
+                .map(|e| SnapshotRow::of(&e)),
+            KeptEvent::Fields(r) => Some((**r).clone()),
+        }
+    }
+}
+
+/// The most recent prediction events of one model version, bounded in number and in bytes.
+/// Messages up to [`KEEP_RAW_BYTES`] are kept whole in reused buffers (a copy, not an
+/// allocation); larger ones as the fields a snapshot reads; the oldest go first, and an event
+/// that alone exceeds the byte bound is not kept.
+#[derive(Debug, Default)]
+pub struct RecentEvents {
+    buf: VecDeque<(i64, KeptEvent)>,
+    cap: usize,
+    max_bytes: usize,
+    bytes: usize,
+    /// A buffer of an evicted small event, for the next one.
+    spare: Option<Vec<u8>>,
+}
+
+impl RecentEvents {
+    /// Keeps at most `cap` events taking at most `max_bytes`.
+    pub fn new(cap: usize, max_bytes: usize) -> Self {
+        Self {
+            buf: VecDeque::with_capacity(cap.min(1 << 12)),
+            cap,
+            max_bytes,
+            bytes: 0,
+            spare: None,
+        }
+    }
+
+    /// Keeps one event (a prediction message).
     #[inline]
     pub fn push(&mut self, ts: i64, payload: &[u8]) {
         if self.cap == 0 {
             return;
         }
-        let mut slot = if self.buf.len() >= self.cap {
-            self.buf.pop_front().expect("full").1
-        } else {
-            Vec::with_capacity(payload.len())
+        if payload.len() > KEEP_RAW_BYTES {
+            self.push_large(ts, payload);
+            return;
+        }
+        let mut slot = match self.spare.take() {
+            Some(b) if b.capacity() <= 2 * payload.len().max(256) => b,
+            _ => Vec::with_capacity(payload.len()),
         };
         slot.clear();
+        // Exactly the message's length when the reused buffer is short (no doubling).
+        slot.reserve_exact(payload.len());
         slot.extend_from_slice(payload);
-        self.buf.push_back((ts, slot));
+        self.keep(ts, KeptEvent::Raw(slot));
+    }
+
+    /// Keeps `kept`, the oldest events out while it does not fit; not at all when it alone
+    /// exceeds the bound.
+    fn keep(&mut self, ts: i64, kept: KeptEvent) {
+        let size = kept.footprint();
+        if size > self.max_bytes {
+            return;
+        }
+        while !self.buf.is_empty()
+            && (self.buf.len() >= self.cap || self.bytes + size > self.max_bytes)
+        {
+            self.evict();
+        }
+        self.bytes += size;
+        self.buf.push_back((ts, kept));
+    }
+
+    /// A message larger than [`KEEP_RAW_BYTES`]: its snapshot fields, if they fit at all.
+    #[cold]
+    #[inline(never)]
+    fn push_large(&mut self, ts: i64, payload: &[u8]) {
+        let Ok(e) = decode(payload, None, usize::MAX) else {
+            return;
+        };
+        self.keep(ts, KeptEvent::Fields(Box::new(SnapshotRow::of(&e))));
+    }
+
+    fn evict(&mut self) {
+        if let Some((_, old)) = self.buf.pop_front() {
+            self.bytes -= old.footprint();
+            if let KeptEvent::Raw(b) = old {
+                self.spare = Some(b);
+            }
+        }
+    }
+
+    /// Bytes the kept events take (at most the configured bound).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Number of kept events.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether no event is kept.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
     }
 
     /// Events with `start <= ts < end`.
-    pub fn between(&self, start: i64, end: i64) -> impl Iterator<Item = &[u8]> {
+    pub fn between(&self, start: i64, end: i64) -> impl Iterator<Item = &KeptEvent> {
         self.buf
             .iter()
             .filter(move |(ts, _)| *ts >= start && *ts < end)
-            .map(|(_, b)| b.as_slice())
+            .map(|(_, k)| k)
     }
 }
 
@@ -113,7 +282,7 @@ impl SnapshotWriter {
         version: &str,
         trigger_id: &str,
         profile: &Profile,
-        events: impl Iterator<Item = &'a [u8]>,
+        events: impl Iterator<Item = &'a KeptEvent>,
     ) -> Result<(PathBuf, usize), SnapshotError> {
         let dir = self.dir.join(safe(model_id)).join(safe(version));
         let path = dir.join(format!("{}.parquet", safe(trigger_id)));
@@ -141,29 +310,27 @@ impl SnapshotWriter {
             .collect();
         let index = profile.feature_index();
         let mut rows = 0;
-        let mut row: Vec<Option<FeatureValue<'_>>> = vec![None; cols.len()];
-        for bytes in events {
-            let Ok(e) = decode(bytes, None, usize::MAX) else {
+        for kept in events {
+            let Some(e) = kept.row() else {
                 continue;
             };
             rows += 1;
             ids.append_value(&e.event_id);
             ts.append_value(e.timestamp_ms);
-            let p = e.prediction.as_ref();
-            score.append_option(p.and_then(|p| p.score.or(p.value)));
-            label.append_option(p.and_then(|p| p.label.as_deref()));
+            score.append_option(e.score);
+            label.append_option(e.label.as_deref());
             latency.append_option(e.latency_ms);
-            row.iter_mut().for_each(|v| *v = None);
+            let mut row: Vec<Option<&SnapshotValue>> = vec![None; cols.len()];
             for (k, v) in &e.features {
-                if let Some(&i) = index.get(k.as_ref()) {
-                    row[i] = Some(v.clone());
+                if let Some(&i) = index.get(k.as_str()) {
+                    row[i] = v.as_ref();
                 }
             }
             for (c, v) in cols.iter_mut().zip(&row) {
                 match (c, v) {
-                    (Col::Num(b), Some(FeatureValue::Number(x))) => b.append_value(*x),
+                    (Col::Num(b), Some(SnapshotValue::Number(x))) => b.append_value(*x),
                     (Col::Num(b), _) => b.append_null(),
-                    (Col::Text(b), Some(FeatureValue::Text(s))) => b.append_value(s),
+                    (Col::Text(b), Some(SnapshotValue::Text(s))) => b.append_value(s),
                     (Col::Text(b), _) => b.append_null(),
                 }
             }
@@ -214,5 +381,108 @@ impl SnapshotWriter {
             source,
         })?;
         Ok((path, rows))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prediction message of about `size` bytes: 20 numerical features and, for large
+    /// ones, a category of `size` bytes (which the snapshot keeps) or padding in an attribute
+    /// (which it does not).
+    fn message(i: usize, size: usize, big_feature: bool) -> Vec<u8> {
+        let features: String = (0..20)
+            .map(|f| format!("\"f{f}\":{}.25,", i + f))
+            .collect::<String>();
+        let pad = "x".repeat(size);
+        let (feature, attribute) = if big_feature {
+            (format!(",\"blob\":\"{pad}\""), String::new())
+        } else {
+            (
+                String::new(),
+                format!(",\"attributes\":{{\"note\":\"{pad}\"}}"),
+            )
+        };
+        format!(
+            "{{\"event_id\":\"e{i}\",\"model_id\":\"m\",\"model_version\":\"v1\",\
+             \"timestamp\":{ts},\"features\":{{{features}\"c\":\"a\"{feature}}},\
+             \"prediction\":{{\"score\":0.5,\"label\":1}},\"latency_ms\":3.0{attribute}}}",
+            ts = 1_700_000_000_000i64 + i as i64,
+            features = features.trim_end_matches(',').to_string() + ",",
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn large_events_stay_within_the_byte_bound() {
+        let bound = 4 << 20;
+        for big_feature in [true, false] {
+            let mut recent = RecentEvents::new(5000, bound);
+            let mut most = 0;
+            for i in 0..400 {
+                let m = message(i, 500_000, big_feature);
+                assert!(decode(&m, None, usize::MAX).is_ok());
+                recent.push(i as i64, &m);
+                let held: usize = recent.buf.iter().map(|(_, k)| k.footprint()).sum();
+                assert_eq!(held, recent.bytes());
+                most = most.max(recent.bytes());
+            }
+            assert!(most <= bound, "{most}");
+            assert!(!recent.is_empty());
+            if big_feature {
+                // Half a megabyte each: eight fit.
+                assert_eq!(recent.len(), bound / 500_100);
+            } else {
+                // The padding is not part of a snapshot: every event fits, a few KiB each.
+                assert_eq!(recent.len(), 400);
+                assert!(recent.bytes() < 400 * 4096, "{}", recent.bytes());
+            }
+            // The newest are the ones kept, with what the snapshot writes.
+            let last = recent.between(399, 400).next().expect("newest kept");
+            let row = last.row().expect("decodes");
+            assert_eq!(row.event_id, "e399");
+            assert_eq!(row.score, Some(0.5));
+            assert_eq!(
+                row.features[0],
+                ("f0".into(), Some(SnapshotValue::Number(399.25)))
+            );
+        }
+    }
+
+    #[test]
+    fn small_events_bounded_by_count_and_bytes() {
+        let mut recent = RecentEvents::new(100, 1 << 20);
+        for i in 0..1000 {
+            recent.push(i, &message(i as usize, 0, false));
+        }
+        assert_eq!(recent.len(), 100);
+        let ts: Vec<i64> = recent.buf.iter().map(|(t, _)| *t).collect();
+        assert_eq!(ts, (900..1000).collect::<Vec<_>>());
+        let m = message(0, 0, false);
+        let mut tight = RecentEvents::new(100, 10 * m.len());
+        for i in 0..50 {
+            tight.push(i, &message(i as usize, 0, false));
+            assert!(tight.bytes() <= 10 * m.len());
+        }
+        assert!(tight.len() >= 5 && tight.len() <= 10, "{}", tight.len());
+        // Events between two times, in order.
+        let rows: Vec<String> = tight
+            .between(45, 48)
+            .map(|k| k.row().expect("decodes").event_id)
+            .collect();
+        assert_eq!(rows, ["e45", "e46", "e47"]);
+    }
+
+    #[test]
+    fn nothing_kept_without_room() {
+        let mut off = RecentEvents::new(0, 1 << 20);
+        off.push(1, &message(1, 0, false));
+        assert!(off.is_empty());
+        let mut tiny = RecentEvents::new(10, 100);
+        tiny.push(1, &message(1, 0, false));
+        tiny.push(2, &message(2, 20_000, true));
+        assert!(tiny.is_empty());
+        assert_eq!(tiny.bytes(), 0);
     }
 }

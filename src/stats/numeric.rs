@@ -3,13 +3,16 @@
 //! can be merged/unmerged for sliding windows, and [`numeric_drift`] over a window summary).
 //!
 //! Streaming design: the profile holds one sorted list of finite edges, the union of fine edges
-//! (distinct reference values when there are few, else reference order statistics) and the
-//! inner coarse edges used for PSI/KL/JS/Hellinger. One bin lookup per value serves every
+//! and the inner coarse edges used for PSI/KL/JS/Hellinger. Fine edges are the distinct
+//! reference values when there are at most `max_fine_bins` of them; otherwise they follow the
+//! reference quantiles where it is dense (at most 2 n / `max_fine_bins` reference values inside
+//! a bin) and take every value where it is sparse (tails, outliers). The bins that stay wide
+//! are then split with the rest of the budget; in all, at most `max_fine_bins` fine edges and
+//! at most twice the distinct reference values. One bin lookup per value serves every
 //! statistic: coarse counts are exact sums of fine counts, KS is evaluated at every fine edge
 //! (exact when the reference has at most `max_fine_bins` distinct values and the current values
-//! fall on them), and Wasserstein uses per-bin sums of value offsets, which make the integral of
-//! F_ref - F_cur over every bin exact; only bins where the ECDF difference changes sign inside
-//! the bin contribute an error.
+//! fall on them), and Wasserstein uses per-bin counts and sums of value offsets: exact outside
+//! the reference range, and inside it bounded per bin from both sides (see `BinTerms`).
 
 use std::sync::OnceLock;
 
@@ -479,9 +482,18 @@ struct EvalCache {
     at_edge: Vec<f64>,
     /// Width of the bin (interior bins; 0 for the outer ones).
     width: Vec<f64>,
-    /// `F_ref(end) * width - S_ref / n_ref`: the reference part of the bin's Wasserstein
+    /// Outer bins: `|S_c / n_c - S_r / n_r|` is their whole Wasserstein integral, weighted 1;
+    /// interior bins 0 (see [`BinTerms`]).
+    outer: Vec<f64>,
+    /// `F_ref(end) * width - S_ref / n_ref`: the reference part of an outer bin's Wasserstein
     /// integral (S_ref the bin's offset sum).
     w_ref: Vec<f64>,
+    /// F_ref at the bin's lower edge (values equal to it included) and at its end.
+    f_lo: Vec<f64>,
+    f_hi: Vec<f64>,
+    /// Mean offset from the lower edge of the reference values inside the bin (those not equal
+    /// to the edge; 0 when there are none).
+    mid: Vec<f64>,
     /// Union bins of each coarse bin (consecutive ranges: the union edges include the inner
     /// coarse edges).
     coarse_ranges: Vec<std::ops::Range<usize>>,
@@ -494,16 +506,26 @@ impl EvalCache {
         let mut c = EvalCache::default();
         let mut cr = 0u64;
         for (j, rb) in p.ref_bins.iter().enumerate() {
+            let is_outer = j == 0 || j == nb - 1;
             c.at_edge.push((cr + rb.eq) as f64);
+            c.f_lo.push((cr + rb.eq) as f64 / nr);
             cr += rb.count;
             c.cum.push(cr as f64);
-            let width = if j == 0 || j == nb - 1 {
+            c.f_hi.push(cr as f64 / nr);
+            let width = if is_outer {
                 0.0
             } else {
                 p.edges[j] - p.edges[j - 1]
             };
             c.width.push(width);
+            c.outer.push(if is_outer { 1.0 } else { 0.0 });
             c.w_ref.push(cr as f64 / nr * width - rb.offset_sum / nr);
+            let inside = rb.count - rb.eq;
+            c.mid.push(if is_outer || inside == 0 {
+                0.0
+            } else {
+                (rb.offset_sum / inside as f64).clamp(0.0, width)
+            });
         }
         let mut coarse_ranges = vec![0..0; p.ref_coarse.len()];
         for (j, &k) in p.coarse_of_bin.iter().enumerate() {
@@ -524,6 +546,79 @@ impl EvalCache {
         );
         c.coarse_ranges = coarse_ranges;
         c
+    }
+
+    /// Wasserstein integral of union bin `j` for a window with `at_edge` values below the bin
+    /// or equal to its lower edge, `upto` up to its end, and offset sum `off` in the bin
+    /// ([`BinTerms`]).
+    #[inline(always)]
+    fn bin_wasserstein(&self, j: usize, inv_nc: f64, at_edge: f64, upto: f64, off: f64) -> f64 {
+        BinTerms {
+            width: self.width[j],
+            outer: self.outer[j],
+            w_ref: self.w_ref[j],
+            f_lo: self.f_lo[j],
+            f_hi: self.f_hi[j],
+            mid: self.mid[j],
+        }
+        .integral(inv_nc, at_edge, upto, off)
+    }
+}
+
+/// The reference terms of one union bin's share of the Wasserstein integral ∫|F_r - F_c|.
+///
+/// Outer bins are exact from the offset sums: below the first edge F_r = 0 <= F_c, above the
+/// last F_r = 1 >= F_c, so |F_r - F_c| keeps its sign and its integral is |S_c/n_c - S_r/n_r|.
+///
+/// Inside an interior bin `[a, a + width)` each ECDF jumps at the lower edge (values equal to
+/// it), then climbs through the values inside the bin; counts and offset sums give each ECDF at
+/// both ends and the mean position of the values inside. Two bounds of the bin's ∫|F_r - F_c|
+/// follow. From below, |∫(F_r - F_c)|, exact in the bin (the offset sums): the rule this path
+/// used alone, which loses up to the whole integral where the ECDFs cross inside a wide bin.
+/// From above, the integral with each climb taken as one step at its mean: the step has the
+/// staircase's integral and, where F_r is constant inside the bin (bins between consecutive
+/// reference values and their subdivisions), D = F_r - F_c is monotone, so the step's D spreads
+/// further from 0 than the true D and the convex |.| can only grow; it is exact when the window
+/// has one value (or ties) inside the bin. The estimate is the midpoint, so its error is at most
+/// half the gap between the bounds, itself at most `width` times the window's climb inside the
+/// bin where the ECDFs cross there, and zero where they do not. The profile keeps that product
+/// small by its choice of edges: every reference value where the reference is sparse, and
+/// wide bins subdivided.
+#[derive(Clone, Copy)]
+struct BinTerms {
+    width: f64,
+    outer: f64,
+    w_ref: f64,
+    f_lo: f64,
+    f_hi: f64,
+    mid: f64,
+}
+
+impl BinTerms {
+    /// The bin's integral for a window of `1 / inv_nc` values with `at_edge` of them below
+    /// the bin or equal to its lower edge, `upto` up to its end, and offset sum `off` in it.
+    #[inline(always)]
+    fn integral(&self, inv_nc: f64, at_edge: f64, upto: f64, off: f64) -> f64 {
+        // Outer bins: the exact one-signed integral (their width is 0, so the step model
+        // below contributes nothing).
+        let outer = self.outer * (self.w_ref + (off - upto * self.width) * inv_nc).abs();
+        let (c_lo, c_hi) = (at_edge * inv_nc, upto * inv_nc);
+        let inside = upto - at_edge;
+        let c_mid = (off / inside.max(1.0)).clamp(0.0, self.width);
+        let (lo, hi) = (self.mid.min(c_mid), self.mid.max(c_mid));
+        let middle = if self.mid <= c_mid {
+            self.f_hi - c_lo
+        } else {
+            self.f_lo - c_hi
+        };
+        // Upper bound: each climb as one step at its mean.
+        let stepped = (self.f_lo - c_lo).abs() * lo
+            + middle.abs() * (hi - lo)
+            + (self.f_hi - c_hi).abs() * (self.width - hi);
+        // Lower bound: |∫(F_r - F_c)|.
+        let signed = (self.f_hi * self.width - self.mid * (self.f_hi - self.f_lo))
+            - (c_hi * self.width - c_mid * (c_hi - c_lo));
+        outer + 0.5 * (stepped + signed.abs())
     }
 }
 
@@ -584,6 +679,149 @@ fn dedup_sorted(v: &mut Vec<f64>) {
     v.dedup_by(|a, b| a == b);
 }
 
+/// Distinct values of a sorted sample with their counts.
+fn distinct_counts(sorted: &[f64]) -> Vec<(f64, u64)> {
+    let mut out: Vec<(f64, u64)> = Vec::new();
+    for &v in sorted {
+        match out.last_mut() {
+            Some((last, c)) if *last == v => *c += 1,
+            _ => out.push((v, 1)),
+        }
+    }
+    out
+}
+
+/// Adds up to `budget` edges inside the bins of `edges` (sorted, from the reference `sorted`)
+/// whose width times reference share (at least one value) is largest: bin `j` is cut into
+/// `k_j` equal parts, `k_j` the smallest with `width_j * share_j / k_j^2 <= tau` and `tau`
+/// the smallest that fits the budget (bisected). Inside a bin between two consecutive
+/// reference values this bounds what a current value can cost the Wasserstein integral when
+/// the ECDFs cross in it.
+fn subdivide_wide_bins(edges: &[f64], sorted: &[f64], budget: usize) -> Vec<f64> {
+    if edges.len() < 2 || budget == 0 {
+        return edges.to_vec();
+    }
+    let n = sorted.len() as f64;
+    // cost of each bin with one part
+    let costs: Vec<f64> = edges
+        .windows(2)
+        .map(|w| {
+            let inside =
+                sorted.partition_point(|&x| x < w[1]) - sorted.partition_point(|&x| x < w[0]);
+            (w[1] - w[0]) * (inside.max(1) as f64 / n)
+        })
+        .collect();
+    let parts = |tau: f64| -> Vec<usize> {
+        costs
+            .iter()
+            .map(|&c| {
+                if c <= tau {
+                    1
+                } else {
+                    ((c / tau).sqrt().ceil() as usize).max(1)
+                }
+            })
+            .collect()
+    };
+    let total = |k: &[usize]| k.iter().map(|&k| k - 1).sum::<usize>();
+    let max_cost = costs.iter().copied().fold(0.0, f64::max);
+    if !(max_cost > 0.0 && max_cost.is_finite()) {
+        return edges.to_vec();
+    }
+    let (mut lo, mut hi) = (max_cost * 1e-18, max_cost);
+    if total(&parts(lo)) <= budget {
+        hi = lo;
+    } else {
+        for _ in 0..80 {
+            let mid = (lo * hi).sqrt();
+            if total(&parts(mid)) <= budget {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+            if hi <= lo * (1.0 + 1e-3) {
+                break;
+            }
+        }
+    }
+    let k = parts(hi);
+    let mut out = Vec::with_capacity(edges.len() + budget);
+    for (j, w) in edges.windows(2).enumerate() {
+        out.push(w[0]);
+        let step = (w[1] - w[0]) / k[j] as f64;
+        for i in 1..k[j] {
+            let e = w[0] + step * i as f64;
+            if e > w[0] && e < w[1] {
+                out.push(e);
+            }
+        }
+    }
+    out.push(edges[edges.len() - 1]);
+    dedup_sorted(&mut out);
+    out
+}
+
+/// Fine edges for a reference with more distinct values than `max_bins`: the first and last
+/// value and, walking up the distinct values, a new edge wherever the current bin would
+/// otherwise hold more than `2 n / max_bins` reference values inside it (so KS is evaluated
+/// at least every 1/1024 of the reference at the default) or where the bin's width times the
+/// share of reference values inside it would pass a bound `tau` — the part of the bin's
+/// Wasserstein error that comes from the reference ([`BinTerms`]). `tau` is the smallest that
+/// keeps the edges within `max_bins` (bisected), so that the edges follow the quantiles where
+/// the reference is dense and take every value where it is sparse (the tails of heavy-tailed
+/// samples, far outliers).
+fn sparse_aware_edges(distinct: &[(f64, u64)], n: u64, max_bins: usize) -> Vec<f64> {
+    let cap = (2 * n).div_ceil(max_bins as u64).max(1);
+    let inv_n = 1.0 / n as f64;
+    let d = distinct.len();
+    let walk = |tau: f64, out: &mut Vec<f64>| -> usize {
+        out.clear();
+        out.push(distinct[0].0);
+        let mut start = distinct[0].0;
+        let mut inside = 0u64;
+        for i in 1..d {
+            let (v, c) = distinct[i];
+            let cut = i == d - 1
+                || inside + c > cap
+                || (distinct[i + 1].0 - start) * ((inside + c) as f64 * inv_n) > tau;
+            if cut {
+                out.push(v);
+                start = v;
+                inside = 0;
+            } else {
+                inside += c;
+            }
+        }
+        out.len()
+    };
+    let mut edges = Vec::with_capacity(max_bins);
+    let span = distinct[d - 1].0 - distinct[0].0;
+    // No width cut at `hi` (a bin's cost never exceeds the whole span); every value an edge
+    // at `lo` (more than `max_bins` of them).
+    let (mut lo, mut hi) = (0.0f64, span.max(f64::MIN_POSITIVE));
+    if walk(hi, &mut edges) > max_bins {
+        // Mass cuts alone exceed the budget only for tiny budgets: fall back to them.
+        return edges;
+    }
+    for _ in 0..60 {
+        let mid = if lo > 0.0 {
+            (lo * hi).sqrt()
+        } else {
+            hi * 1e-12
+        };
+        if walk(mid, &mut edges) <= max_bins {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+        if hi <= lo * (1.0 + 1e-3) {
+            break;
+        }
+    }
+    walk(hi, &mut edges);
+    edges
+}
+
 impl NumericProfile {
     /// Builds a profile from a reference sample (NaN ignored). `coarse_edges` are the PSI/KL/JS
     /// bin edges (e.g. `[-inf, ..., inf]`); `None` uses the reference deciles. Values outside
@@ -604,38 +842,18 @@ impl NumericProfile {
             .copied()
             .filter(|x| x.is_finite())
             .collect();
-        let mut distinct = sorted.clone();
-        dedup_sorted(&mut distinct);
+        let distinct = distinct_counts(&sorted);
         let max_bins = config.max_fine_bins.max(2);
+        // At most as many distinct values as bins: every one is an edge, so F_ref is constant
+        // inside every bin and exact at every edge.
         let distinct_edges = distinct.len() <= max_bins;
         let mut fine: Vec<f64> = if distinct_edges {
-            // F_ref is constant between distinct values; subdivide the gaps (unused bin budget)
-            // so that Wasserstein sign changes of F_ref - F_cur inside a bin stay small.
-            let gaps = distinct.len().saturating_sub(1).max(1);
-            let sub = (max_bins / gaps).clamp(1, 64);
-            let mut f = Vec::with_capacity(distinct.len() * sub);
-            for (i, &v) in distinct.iter().enumerate() {
-                f.push(v);
-                if let Some(&next) = distinct.get(i + 1) {
-                    let step = (next - v) / sub as f64;
-                    if step.is_finite() {
-                        for k in 1..sub {
-                            let e = v + step * k as f64;
-                            if e > v && e < next {
-                                f.push(e);
-                            }
-                        }
-                    }
-                }
-            }
-            dedup_sorted(&mut f);
-            f
+            distinct.iter().map(|&(v, _)| v).collect()
         } else {
-            let mut f: Vec<f64> = (0..max_bins).map(|i| sorted[i * n / max_bins]).collect();
-            f.push(sorted[n - 1]);
-            dedup_sorted(&mut f);
-            f
+            sparse_aware_edges(&distinct, n as u64, max_bins / 2)
         };
+        let budget = max_bins.min(2 * distinct.len()).saturating_sub(fine.len());
+        fine = subdivide_wide_bins(&fine, &sorted, budget);
         fine.extend_from_slice(&inner);
         fine.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
         dedup_sorted(&mut fine);
@@ -1048,7 +1266,8 @@ fn fused_window_pass(profile: &NumericProfile, pane: &NumericPane) -> Option<(u6
     let nb = pane.hot.len();
     let (hot, eq) = (&pane.hot[..nb], &pane.eq[..nb]);
     let (cum, at_edge) = (&ec.cum[..nb], &ec.at_edge[..nb]);
-    let (width, w_ref) = (&ec.width[..nb], &ec.w_ref[..nb]);
+    let (width, w_ref, outer) = (&ec.width[..nb], &ec.w_ref[..nb], &ec.outer[..nb]);
+    let (f_lo, f_hi, mid) = (&ec.f_lo[..nb], &ec.f_hi[..nb], &ec.mid[..nb]);
     let mut best = [0.0f64; 2];
     let mut w = [0.0f64; 2];
     // Bin j, lane l: current values below the bin (`prev`) and up to its end (`now`). KS at
@@ -1063,7 +1282,15 @@ fn fused_window_pass(profile: &NumericProfile, pane: &NumericPane) -> Option<(u6
             .abs()
             .max((cum[j] * ncf - c * nrf).abs());
         best[l] = if d > best[l] { d } else { best[l] };
-        w[l] += (w_ref[j] + (off - c * width[j]) * inv_nc).abs();
+        w[l] += BinTerms {
+            width: width[j],
+            outer: outer[j],
+            w_ref: w_ref[j],
+            f_lo: f_lo[j],
+            f_hi: f_hi[j],
+            mid: mid[j],
+        }
+        .integral(inv_nc, e, c, off);
     };
     // Coarse bin by coarse bin (consecutive ranges of union bins), so that its count is the
     // difference of the running count.
@@ -1091,18 +1318,17 @@ fn fused_window_pass(profile: &NumericProfile, pane: &NumericPane) -> Option<(u6
     Some((best[0].max(best[1]) as u64, w[0] + w[1], coarse))
 }
 
-/// Streaming Wasserstein-1: per bin, the integral of F_r - F_c from the cumulative counts at
-/// the bin's end and the offset sums. The reference terms come precomputed (same values).
+/// Streaming Wasserstein-1: the sum of every union bin's integral of |F_r - F_c| (see
+/// [`BinTerms`]), the reference terms precomputed.
 fn streaming_wasserstein(profile: &NumericProfile, pane: &NumericPane) -> f64 {
     let ec = profile.eval_cache();
-    let nc = pane.n as f64;
+    let inv_nc = 1.0 / pane.n as f64;
     let mut cc = 0u64;
     let mut total = 0.0;
-    for (j, cb) in pane.hot.iter().enumerate() {
-        // (F_r - F_c at the bin's end) times its width (0 for the outer bins, where the
-        // integral is S_c/n_c - S_r/n_r alone) plus S_c/n_c - S_r/n_r.
+    for (j, (cb, &ceq)) in pane.hot.iter().zip(&pane.eq).enumerate() {
+        let below = cc as f64;
         cc += cb.count;
-        total += (ec.w_ref[j] + (cb.offset_sum - cc as f64 * ec.width[j]) / nc).abs();
+        total += ec.bin_wasserstein(j, inv_nc, below + ceq as f64, cc as f64, cb.offset_sum);
     }
     total
 }
@@ -1431,5 +1657,115 @@ mod tests {
             assert_eq!(ix.find(&edges, v), want, "find({v})");
             assert_eq!(b as usize, want, "find_all({v})");
         }
+    }
+
+    /// Heavy-tailed samples: a reference and a current sample of one generator.
+    struct Rng(u64);
+
+    impl Rng {
+        fn uniform(&mut self) -> f64 {
+            // In (0, 1): never 0, so that logarithms and tangents stay finite.
+            (lcg(&mut self.0) * (1u64 << 53) as f64 + 0.5) / (1u64 << 53) as f64
+        }
+        fn normal(&mut self) -> f64 {
+            let (u1, u2) = (self.uniform(), self.uniform());
+            (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+        }
+        fn cauchy(&mut self) -> f64 {
+            (std::f64::consts::PI * (self.uniform() - 0.5)).tan()
+        }
+        fn student_t(&mut self, df: u32) -> f64 {
+            let z = self.normal();
+            let chi2: f64 = (0..df).map(|_| self.normal().powi(2)).sum();
+            z / (chi2 / df as f64).sqrt()
+        }
+    }
+
+    #[test]
+    fn streaming_wasserstein_within_tolerance_on_heavy_tails() {
+        type Gen = fn(&mut Rng) -> f64;
+        let shapes: [(&str, Gen); 8] = [
+            ("cauchy", |r| r.cauchy()),
+            ("t1", |r| r.student_t(1)),
+            ("t2", |r| r.student_t(2)),
+            ("t3", |r| r.student_t(3)),
+            ("lognormal_sigma2", |r| (2.0 * r.normal()).exp()),
+            ("lognormal_sigma3", |r| (3.0 * r.normal()).exp()),
+            // 1 % far outliers around +-10^4, and a few at 10^8.
+            ("outliers", |r| {
+                let u = r.uniform();
+                if u < 0.01 {
+                    1e4 * r.normal()
+                } else if u < 0.0105 {
+                    1e8 * r.uniform()
+                } else {
+                    r.normal()
+                }
+            }),
+            ("bimodal_far", |r| {
+                if r.uniform() < 0.5 {
+                    r.cauchy()
+                } else {
+                    1e6 + r.cauchy()
+                }
+            }),
+        ];
+        let mut worst = (0.0f64, String::new());
+        for (name, gen) in shapes {
+            for (nr, nc) in [(500, 500), (1000, 800), (4000, 4000), (10_000, 8000)] {
+                // no drift, a shift, a change of scale
+                for (shift, scale) in [(0.0, 1.0), (0.3, 1.0), (0.0, 1.5)] {
+                    for seed in 0..2u64 {
+                        let mut r = Rng(seed * 7919 + nr as u64);
+                        let reference: Vec<f64> = (0..nr).map(|_| gen(&mut r)).collect();
+                        let current: Vec<f64> =
+                            (0..nc).map(|_| gen(&mut r) * scale + shift).collect();
+                        let edges = reference_decile_edges(&reference);
+                        let p = NumericProfile::build(
+                            &reference,
+                            Some(&edges),
+                            &NumericProfileConfig::default(),
+                        );
+                        let streaming = numeric_drift(&p, &pane_of(&p, &current)).wasserstein;
+                        let exact = wasserstein_distance(&reference, &current);
+                        let rel = (streaming - exact).abs() / exact;
+                        let case = format!(
+                            "{name} n_ref={nr} n_cur={nc} shift={shift} scale={scale} \
+                             seed={seed}: exact {exact} streaming {streaming}"
+                        );
+                        assert!(rel <= 0.02, "{case}: {rel}");
+                        if rel > worst.0 {
+                            worst = (rel, case);
+                        }
+                    }
+                }
+            }
+        }
+        println!("largest relative error {}: {}", worst.0, worst.1);
+    }
+
+    #[test]
+    fn bins_are_sized_to_the_reference() {
+        let cfg = NumericProfileConfig::default();
+        for n in [1usize, 2, 10, 500, 1000] {
+            let reference = sample(21, n, 0.0);
+            let p = NumericProfile::build(&reference, None, &cfg);
+            // Every distinct value an edge, wide gaps split: at most twice as many edges, and
+            // the inner coarse edges.
+            let inner = p.coarse_edges().len() - 2;
+            assert!(p.edges().len() <= 2 * n + inner, "{n}: {}", p.edges().len());
+            let r = reference.iter().all(|v| p.edges().contains(v));
+            assert!(r, "{n}: every reference value is an edge");
+        }
+        let reference = sample(22, 50_000, 0.0);
+        let p = NumericProfile::build(&reference, None, &cfg);
+        assert!(
+            p.edges().len() <= cfg.max_fine_bins + 9,
+            "{}",
+            p.edges().len()
+        );
+        // The mass rule: no bin holds more than 2 n / max_fine_bins reference values inside.
+        let cap = (2 * 50_000u64).div_ceil(cfg.max_fine_bins as u64);
+        assert!(p.ref_bins.iter().all(|b| b.count - b.eq <= cap));
     }
 }
