@@ -6,13 +6,13 @@
 //! as resources under their `$id`s so that jsonschema (without its file/http resolvers)
 //! resolves those references locally.
 
-mod support;
+mod common;
 
 use std::path::Path;
 
+use common::*;
 use jsonschema::{Resource, Validator};
 use serde_json::{json, Value};
-use support::*;
 
 const SCHEMAS: [&str; 8] = [
     "alert",

@@ -112,6 +112,8 @@ pub fn verdict(output: &Output) -> Option<&'static str> {
 /// breach, a verdict's failed checks (or that all passed).
 pub fn reasons(output: &Output) -> Vec<String> {
     let lines: Vec<String> = match output {
+        // Scheduled and age triggers have no alerts behind them: the policy is the reason.
+        Output::Trigger(t) if t.reasons.is_empty() => vec![format!("{} policy", t.policy)],
         Output::Trigger(t) => t.reasons.iter().map(reason_text).collect(),
         Output::Alert(a) => {
             let mut line = breach(
