@@ -448,3 +448,59 @@ pub fn stable_id(parts: &[&str]) -> String {
     }
     hex::encode(&h.finalize()[..16])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_read_back_from_their_json() {
+        let v = CanaryVerdict {
+            type_: "canary_verdict",
+            verdict_id: "0123456789abcdef0123456789abcdef".into(),
+            model_id: "m".into(),
+            model_version: "v2".into(),
+            baseline_version: "v1".into(),
+            candidate_version: "v2".into(),
+            verdict: Verdict::Promote,
+            checks: vec![CanaryCheck {
+                metric: "p99_ms".into(),
+                baseline: 10.0,
+                candidate: 11.0,
+                threshold: 1.5,
+                passed: true,
+            }],
+            window: WindowRef {
+                start: "2027-01-01T00:00:00.000Z".into(),
+                end: "2027-01-01T00:00:20.000Z".into(),
+                count: 10,
+            },
+            emitted_at: "2027-01-01T00:00:20.000Z".into(),
+        };
+        let o = Output::Verdict(v);
+        let json = o.to_json();
+        assert_eq!(Output::from_json(&json).unwrap(), o);
+        assert_eq!(o.output_type(), OutputType::CanaryVerdict);
+        assert_eq!(o.model_version(), Some("v2"));
+
+        let mut wrong = json.clone();
+        wrong["type"] = "alert".into();
+        assert!(matches!(
+            Output::from_json(&wrong),
+            Err(OutputParseError::Invalid {
+                kind: OutputType::Alert,
+                ..
+            })
+        ));
+        let mut unknown = json.clone();
+        unknown["type"] = "heartbeat".into();
+        assert!(matches!(
+            Output::from_json(&unknown),
+            Err(OutputParseError::UnknownType(_))
+        ));
+        let mut extra = json;
+        extra["surprise"] = 1.into();
+        let e = Output::from_json(&extra).unwrap_err();
+        assert!(e.to_string().contains("surprise"), "{e}");
+    }
+}

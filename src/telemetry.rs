@@ -399,3 +399,81 @@ impl Collector for WebhookCollector {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::webhook::{WebhookConfig, WebhookTemplate};
+    use crate::output::{DeadLetter, Output};
+    use crate::sink::webhook::Undelivered;
+
+    /// The value of the one sample of `name` whose labels include all of `labels`.
+    fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .find(|l| labels.iter().all(|lab| l.contains(lab)))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    #[test]
+    fn webhook_counters_are_read_at_each_scrape() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = WebhookConfig::new("http://127.0.0.1:9/hook?t=x", WebhookTemplate::Generic);
+        cfg.dead_letter_file = dir.path().join("dead.jsonl");
+        let sink = Arc::new(WebhookSink::new(cfg).unwrap());
+        let t = Telemetry::new();
+        t.export_webhooks(vec![Arc::clone(&sink)]);
+        let url = r#"url="http://127.0.0.1:9/hook""#;
+        let before = t.render();
+        assert_eq!(
+            sample(
+                &before,
+                "driftwatch_webhook_outputs_total",
+                &[url, r#"outcome="dead_lettered""#]
+            ),
+            Some(0.0),
+            "{before}"
+        );
+        let o = Output::DeadLetter(DeadLetter {
+            reason: "not_json",
+            detail: "x".into(),
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+            payload: b"x".to_vec(),
+        });
+        sink.give_up(&o, Undelivered::QueueFull).unwrap();
+        sink.give_up(&o, Undelivered::Shutdown).unwrap();
+        let after = t.render();
+        for (name, labels, want) in [
+            (
+                "driftwatch_webhook_outputs_total",
+                r#"outcome="dead_lettered""#,
+                2.0,
+            ),
+            (
+                "driftwatch_webhook_outputs_total",
+                r#"outcome="delivered""#,
+                0.0,
+            ),
+            (
+                "driftwatch_webhook_undelivered_total",
+                r#"cause="queue_full""#,
+                1.0,
+            ),
+            (
+                "driftwatch_webhook_undelivered_total",
+                r#"cause="shutdown""#,
+                1.0,
+            ),
+            ("driftwatch_webhook_retries_total", r#"sink="0""#, 0.0),
+        ] {
+            assert_eq!(
+                sample(&after, name, &[url, r#"sink="0""#, labels]),
+                Some(want),
+                "{name} {labels}:\n{after}"
+            );
+        }
+        assert!(!after.contains("t=x"), "query strings stay out of labels");
+    }
+}
