@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::output::Output;
 use crate::policy::{Clock, TriggerLedger};
-use crate::sink::fanout::{Fanout, WebhookQueue};
+use crate::sink::fanout::{self, Fanout, WebhookQueue};
 use crate::sink::kafka::KafkaSink;
 use crate::sink::snapshot::SnapshotWriter;
 use crate::sink::webhook::WebhookSink;
@@ -183,37 +183,13 @@ pub async fn run(
     )
     .await;
     shutdown.cancel();
-    drain(tasks, deadline, give_up, cfg.kafka.drain_timeout).await;
+    let stop_timer = deadline.abort_handle();
+    let deadline = async move {
+        let _ = deadline.await;
+    };
+    fanout::drain(tasks, deadline, give_up, cfg.kafka.drain_timeout).await;
+    stop_timer.abort();
     result.map_err(Into::into)
-}
-
-/// Waits for every task until `deadline`; then tells the webhook tasks to write what they
-/// still hold to their dead-letter files, and waits for that (bounded once more by `grace`).
-async fn drain(
-    tasks: TaskTracker,
-    deadline: tokio::task::JoinHandle<()>,
-    give_up: CancellationToken,
-    grace: Duration,
-) {
-    tasks.close();
-    let abort = deadline.abort_handle();
-    tokio::select! {
-        _ = tasks.wait() => {
-            abort.abort();
-            return;
-        }
-        _ = deadline => {}
-    }
-    tracing::warn!(
-        "drain timeout reached; undelivered webhook outputs go to the dead-letter files"
-    );
-    give_up.cancel();
-    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
-        tracing::error!(
-            tasks = tasks.len(),
-            "tasks still running after the drain timeout"
-        );
-    }
 }
 
 /// Starts one delivery task per configured webhook, and exports their counters.

@@ -14,7 +14,7 @@ use driftwatch::config::webhook::{WebhookConfig, WebhookTemplate};
 use driftwatch::output::{
     Alert, AlertKind, AlertStatus, DeadLetter, Output, ReferenceRef, Severity, WindowRef,
 };
-use driftwatch::sink::fanout::{Fanout, WebhookQueue};
+use driftwatch::sink::fanout::{self, Fanout, WebhookQueue};
 use driftwatch::sink::webhook::{WebhookSink, IDEMPOTENCY_HEADER};
 use driftwatch::sink::JsonLinesSink;
 use serde_json::{json, Value};
@@ -87,7 +87,7 @@ struct Outcome {
 
 /// Publishes `n` alerts (and one dead letter) through a fan-out with a webhook whose receiver
 /// answers after `delay` and whose queue holds `capacity`; then shuts down as the service
-/// does: drop the fan-out, wait for the tasks until `drain`, give up, wait again.
+/// does: drop the fan-out, and [`fanout::drain`] with a drain timeout of `drain`.
 async fn run(n: usize, capacity: usize, delay: Duration, drain: Duration) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let (url, receiver) = serve(delay).await;
@@ -125,13 +125,11 @@ async fn run(n: usize, capacity: usize, delay: Duration, drain: Duration) -> Out
         // Dropping the fan-out is what the source does when it stops.
     }
     assert_eq!(*seen.lock().unwrap(), n + 1, "hooks see every output");
-    tasks.close();
-    if tokio::time::timeout(drain, tasks.wait()).await.is_err() {
-        give_up.cancel();
-        tokio::time::timeout(Duration::from_secs(10), tasks.wait())
-            .await
-            .expect("giving up is quick");
-    }
+    let started = std::time::Instant::now();
+    let grace = Duration::from_secs(10);
+    fanout::drain(tasks.clone(), tokio::time::sleep(drain), give_up, grace).await;
+    assert!(tasks.is_empty(), "every task ended");
+    assert!(started.elapsed() < drain + grace);
     // A request cancelled at the deadline may still reach the handler's end.
     tokio::time::sleep(delay + Duration::from_millis(50)).await;
     let dead = std::fs::read_to_string(&cfg.dead_letter_file)

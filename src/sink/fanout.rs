@@ -17,8 +17,10 @@
 //! webhooks are for alerts, triggers and verdicts.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -195,5 +197,31 @@ async fn deliver_queued(
     rx.close();
     while let Some(o) = rx.recv().await {
         give_up(&sink, &o, Undelivered::Shutdown);
+    }
+}
+
+/// Shutdown's wait: closes `tasks` and waits for them until `deadline`; then tells the webhook
+/// tasks to write what they still hold to their dead-letter files (`give_up`), and waits for
+/// that, bounded once more by `grace`.
+pub async fn drain(
+    tasks: TaskTracker,
+    deadline: impl Future<Output = ()>,
+    give_up: CancellationToken,
+    grace: Duration,
+) {
+    tasks.close();
+    tokio::select! {
+        _ = tasks.wait() => return,
+        _ = deadline => {}
+    }
+    tracing::warn!(
+        "drain timeout reached; undelivered webhook outputs go to the dead-letter files"
+    );
+    give_up.cancel();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::error!(
+            tasks = tasks.len(),
+            "tasks still running after the drain timeout"
+        );
     }
 }
