@@ -1,8 +1,10 @@
 //! Wiring of the long-running service: source → state → evaluation → policy → sinks.
 //!
 //! `run(config, shutdown)` reads top to bottom as the data flows. The consumer loop owns the
-//! monitor (no locks on the hot path); webhooks are delivered by their own task behind a
-//! bounded channel so a slow CI endpoint never stalls consumption.
+//! monitor (no locks on the hot path) and publishes through one fan-out (`sink::fanout`):
+//! Kafka gates offset commits; webhooks are delivered by their own tasks behind bounded queues
+//! so a slow CI endpoint never stalls consumption. Every task runs in one `TaskTracker`, which
+//! shutdown waits for within `kafka.drain_timeout`.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -13,8 +15,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::baseline::Profile;
 use crate::config::Config;
@@ -22,6 +24,7 @@ use crate::http::{self, HttpState};
 use crate::monitor::Monitor;
 use crate::output::Output;
 use crate::policy::{Clock, TriggerLedger};
+use crate::sink::fanout::{self, Fanout, WebhookQueue};
 use crate::sink::kafka::KafkaSink;
 use crate::sink::snapshot::SnapshotWriter;
 use crate::sink::webhook::WebhookSink;
@@ -29,8 +32,7 @@ use crate::source::kafka as source;
 use crate::state::Baselines;
 use crate::telemetry::Telemetry;
 
-/// A callback that sees every output as it is published.
-pub type OutputHook = Arc<dyn Fn(&Output) + Send + Sync>;
+pub use crate::sink::fanout::OutputHook;
 
 /// Handles the caller may want to observe (tests, the demo).
 #[derive(Clone, Default)]
@@ -50,6 +52,7 @@ pub async fn run(
     let cfg = Arc::new(cfg);
     let telemetry = Telemetry::new();
     let shared = Arc::new(source::SourceShared::default());
+    let tasks = TaskTracker::new();
 
     // HTTP first, so /healthz answers while Kafka connects.
     let ready = Arc::new(AtomicBool::new(false));
@@ -118,9 +121,22 @@ pub async fn run(
         .with_ledger(ledger)
         .with_snapshots(SnapshotWriter::new(&cfg.triggers.snapshot_dir));
 
-    // Sinks: Kafka topics, and webhooks through a bounded channel.
+    // Sinks: Kafka topics gate offset commits; webhooks, the HTTP API's recent outputs and the
+    // caller's hook are best effort.
     let sink = KafkaSink::new(&cfg, telemetry.clone())?;
-    let webhook_tx = spawn_webhooks(&cfg, shutdown.clone())?;
+    let give_up = CancellationToken::new();
+    let mut outputs = Fanout::new(sink.clone());
+    for queue in spawn_webhooks(&cfg, &telemetry, &tasks, give_up.clone())? {
+        outputs = outputs.with_webhook(queue);
+    }
+    outputs = outputs.with_hook(Arc::new(move |o: &Output| {
+        if !matches!(o, Output::DeadLetter(_)) {
+            http_state.remember(o.to_json());
+        }
+    }));
+    if let Some(hook) = observers.on_output.clone() {
+        outputs = outputs.with_hook(hook);
+    }
 
     // Source.
     let consumer = source::consumer(&cfg, Arc::clone(&shared), telemetry.clone())?;
@@ -129,7 +145,7 @@ pub async fn run(
     }
     let ready_flag = Arc::clone(&ready);
     let shared_for_ready = Arc::clone(&shared);
-    let ready_task = tokio::spawn({
+    tasks.spawn({
         let shutdown = shutdown.clone();
         async move {
             loop {
@@ -144,7 +160,18 @@ pub async fn run(
             }
         }
     });
-    let on_output = observers.on_output.clone();
+    tasks.spawn(async move {
+        let _ = http_task.await;
+    });
+    // The drain timeout counts from the shutdown signal; webhook deliveries go on while the
+    // source drains.
+    let deadline = tokio::spawn({
+        let (shutdown, timeout) = (shutdown.clone(), cfg.kafka.drain_timeout);
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(timeout).await;
+        }
+    });
     let result = source::run(
         Arc::clone(&cfg),
         consumer,
@@ -153,61 +180,37 @@ pub async fn run(
         shared,
         telemetry,
         shutdown.clone(),
-        move |o| {
-            if !matches!(o, Output::DeadLetter(_)) {
-                http_state.remember(o.to_json());
-                if let Some(tx) = &webhook_tx {
-                    if tx.try_send(o.to_json()).is_err() {
-                        tracing::error!("webhook queue full; output not sent to webhooks");
-                    }
-                }
-            }
-            if let Some(f) = &on_output {
-                f(o);
-            }
-        },
+        outputs,
     )
     .await;
     shutdown.cancel();
-    let _ = tokio::time::timeout(cfg.kafka.drain_timeout, http_task).await;
-    let _ = ready_task.await;
+    let stop_timer = deadline.abort_handle();
+    let deadline = async move {
+        let _ = deadline.await;
+    };
+    fanout::drain(tasks, deadline, give_up, cfg.kafka.drain_timeout).await;
+    stop_timer.abort();
     result.map_err(Into::into)
 }
 
-/// Starts one delivery task for all configured webhooks; `None` when there are none.
+/// Starts one delivery task per configured webhook, and exports their counters.
 fn spawn_webhooks(
     cfg: &Config,
-    shutdown: CancellationToken,
-) -> anyhow::Result<Option<mpsc::Sender<serde_json::Value>>> {
-    if cfg.sinks.webhook.is_empty() {
-        return Ok(None);
-    }
+    telemetry: &Telemetry,
+    tasks: &TaskTracker,
+    give_up: CancellationToken,
+) -> anyhow::Result<Vec<WebhookQueue>> {
     let sinks = cfg
         .sinks
         .webhook
         .iter()
-        .map(|w| WebhookSink::new(w.clone()))
+        .map(|w| WebhookSink::new(w.clone()).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
-    let (tx, mut rx) = mpsc::channel::<serde_json::Value>(10_000);
-    tokio::spawn(async move {
-        loop {
-            let v = tokio::select! {
-                v = rx.recv() => v,
-                _ = shutdown.cancelled() => {
-                    // Deliver what is queued before stopping.
-                    rx.close();
-                    rx.recv().await
-                }
-            };
-            let Some(v) = v else { break };
-            for s in &sinks {
-                if let Err(e) = s.deliver(&v).await {
-                    tracing::error!(error = %e, "webhook delivery failed");
-                }
-            }
-        }
-    });
-    Ok(Some(tx))
+    telemetry.export_webhooks(sinks.clone());
+    Ok(sinks
+        .into_iter()
+        .map(|s| WebhookQueue::spawn(s, tasks, give_up.clone()))
+        .collect())
 }
 
 /// Creates the compacted state topic if it does not exist (best effort: without it, baselines

@@ -6,16 +6,17 @@
 use serde_json::json;
 
 use crate::baseline::{FeatureKind, FeatureProfile, Profile};
-use crate::config::Config;
+use crate::config::{Config, FairnessConfig, PerformanceConfig};
 use crate::output::{AlertKind, ReferenceRef};
-use crate::state::pane::{FeaturePane, Pane};
+use crate::state::pane::{AttributePane, FeaturePane, Pane, QualityCounts};
 use crate::state::window::WindowBounds;
 use crate::state::GroupIndex;
 use crate::stats::drift::{
     dataset_drift, evaluate_categorical, evaluate_numeric, DatasetDrift, DriftMethod, FeatureDrift,
     MethodOverride,
 };
-use crate::stats::latency::{LatencyReport, REPORT_QUANTILES};
+use crate::stats::latency::{LatencyReport, LatencySummary, REPORT_QUANTILES};
+use crate::stats::quality::{BinarySummary, RegressionSums};
 
 /// One check's result on one window.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,7 +190,7 @@ fn drift_finding(
     }
 }
 
-/// Evaluates one closed window.
+/// Evaluates one closed window: every check below, in this order (the order of the findings).
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     cfg: &Config,
@@ -202,55 +203,145 @@ pub fn evaluate(
     detections: Vec<(&'static str, u64)>,
     reference_accuracy: Option<f64>,
 ) -> Evaluation {
+    // Distributions need a full enough window; counts-based checks have minimums of their own.
+    let enough = w.events >= cfg.window.min_events;
+    let (mut findings, features) = if enough {
+        data_drift(cfg, &profile.features, &w.features)
+    } else {
+        Default::default()
+    };
+    let dataset = dataset_drift_check(cfg.drift.dataset_share, &features).map(|(ds, f)| {
+        findings.push(f);
+        ds
+    });
+    if enough {
+        findings.extend(prediction_drift(cfg, profile, w));
+    }
+    let quality = data_quality(cfg, &profile.features, &w.quality);
+    findings.extend(quality.findings);
+    let latency = (!w.latency.is_empty()).then(|| w.latency.report());
+    let p99 = (!w.latency.is_empty()).then(|| w.latency.quantile(0.99));
+    findings.extend(latency_check(cfg.latency.slo_p99_ms, &w.latency));
+    let reference = reference_accuracy.or(profile.quality.as_ref().and_then(|q| q.accuracy));
+    let (accuracy, error_rate) = accuracy_check(&cfg.performance, &w.binary, reference);
+    findings.extend(accuracy);
+    let reference_rmse = profile.quality.as_ref().and_then(|q| q.rmse);
+    findings.extend(rmse_check(&cfg.performance, &w.regression, reference_rmse));
+    let mut max_dp: Option<f64> = None;
+    for (attr, pane) in attributes.iter().zip(&w.attributes) {
+        let fair = fairness_checks(&cfg.fairness, &attr.attribute, &attr.groups, pane);
+        if let Some(diff) = fair.dp_difference {
+            max_dp = Some(max_dp.map_or(diff, |m: f64| m.max(diff)));
+        }
+        findings.extend(fair.findings);
+    }
+    findings.extend(concept_checks(&cfg.concept.detectors, &detections));
+    Evaluation {
+        model_id: model_id.to_string(),
+        model_version: version.to_string(),
+        bounds,
+        reference: ReferenceRef {
+            id: profile.id.clone(),
+            sha256: profile.sha256.clone(),
+        },
+        features,
+        dataset,
+        latency,
+        findings,
+        summary: VersionSummary {
+            p99_ms: p99,
+            error_rate,
+            labelled: w.binary.counts.n(),
+            positive_rate: positive_rate(attributes, w),
+            prediction_bins: prediction_bins(profile, w),
+            max_dp_difference: max_dp,
+            missing_share: quality.missing_share,
+            events: w.events,
+        },
+    }
+}
+
+/// Drift of every feature with values in the window, in profile order: the findings and the
+/// verdicts.
+fn data_drift(
+    cfg: &Config,
+    profiles: &[FeatureProfile],
+    panes: &[FeaturePane],
+) -> (Vec<Finding>, Vec<(String, FeatureDrift)>) {
     let mut findings = Vec::new();
     let mut features = Vec::new();
-    let enough = w.events >= cfg.window.min_events;
-    if enough {
-        for (fp, pane) in profile.features.iter().zip(&w.features) {
+    for (fp, pane) in profiles.iter().zip(panes) {
+        if let Some((d, ev)) = feature_drift(cfg, fp, pane) {
+            findings.push(drift_finding(AlertKind::DataDrift, &fp.name, &d, ev));
+            features.push((fp.name.clone(), d));
+        }
+    }
+    (findings, features)
+}
+
+/// Dataset drift (the share of drifted features against `share`); `None` without features.
+fn dataset_drift_check(
+    share: f64,
+    features: &[(String, FeatureDrift)],
+) -> Option<(DatasetDrift, Finding)> {
+    if features.is_empty() {
+        return None;
+    }
+    let all: Vec<FeatureDrift> = features.iter().map(|(_, d)| *d).collect();
+    let ds = dataset_drift(&all, share);
+    let drifted: Vec<&str> = features
+        .iter()
+        .filter(|(_, d)| d.drifted)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let finding = Finding {
+        kind: AlertKind::DataDrift,
+        metric: "drifted_feature_share".into(),
+        feature: None,
+        value: ds.share,
+        threshold: ds.share_threshold,
+        breached: ds.drifted,
+        critical: ds.drifted,
+        evidence: json!({"n_features": ds.n_features, "n_drifted": ds.n_drifted, "drifted_features": drifted}),
+    };
+    Some((ds, finding))
+}
+
+/// Drift of the prediction (score or value) and of the predicted label.
+fn prediction_drift(cfg: &Config, profile: &Profile, w: &Pane) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for (fp, pane) in [
+        (profile.prediction.as_ref(), w.prediction.as_ref()),
+        (profile.predicted_label.as_ref(), w.predicted_label.as_ref()),
+    ] {
+        if let (Some(fp), Some(pane)) = (fp, pane) {
             if let Some((d, ev)) = feature_drift(cfg, fp, pane) {
-                findings.push(drift_finding(AlertKind::DataDrift, &fp.name, &d, ev));
-                features.push((fp.name.clone(), d));
+                findings.push(drift_finding(AlertKind::PredictionDrift, &fp.name, &d, ev));
             }
         }
     }
-    let dataset = (!features.is_empty()).then(|| {
-        let all: Vec<FeatureDrift> = features.iter().map(|(_, d)| *d).collect();
-        dataset_drift(&all, cfg.drift.dataset_share)
-    });
-    if let Some(ds) = &dataset {
-        let drifted: Vec<&str> = features
-            .iter()
-            .filter(|(_, d)| d.drifted)
-            .map(|(n, _)| n.as_str())
-            .collect();
-        findings.push(Finding {
-            kind: AlertKind::DataDrift,
-            metric: "drifted_feature_share".into(),
-            feature: None,
-            value: ds.share,
-            threshold: ds.share_threshold,
-            breached: ds.drifted,
-            critical: ds.drifted,
-            evidence: json!({"n_features": ds.n_features, "n_drifted": ds.n_drifted, "drifted_features": drifted}),
-        });
-    }
-    if enough {
-        for (fp, pane) in [
-            (profile.prediction.as_ref(), w.prediction.as_ref()),
-            (profile.predicted_label.as_ref(), w.predicted_label.as_ref()),
-        ] {
-            if let (Some(fp), Some(pane)) = (fp, pane) {
-                if let Some((d, ev)) = feature_drift(cfg, fp, pane) {
-                    findings.push(drift_finding(AlertKind::PredictionDrift, &fp.name, &d, ev));
-                }
-            }
-        }
-    }
-    // Data quality per feature.
+    findings
+}
+
+/// The data-quality findings and the window's share of missing values.
+struct DataQuality {
+    findings: Vec<Finding>,
+    missing_share: f64,
+}
+
+/// Per feature seen at least `window.min_events` times: missing values (against the
+/// baseline's share), type mismatches, and out-of-range values (numerical) or unseen
+/// categories (categorical).
+fn data_quality(
+    cfg: &Config,
+    profiles: &[FeatureProfile],
+    quality: &[QualityCounts],
+) -> DataQuality {
     let dq = &cfg.data_quality;
+    let mut findings = Vec::new();
     let mut missing = 0u64;
     let mut seen = 0u64;
-    for (fp, q) in profile.features.iter().zip(&w.quality) {
+    for (fp, q) in profiles.iter().zip(quality) {
         missing += q.missing;
         seen += q.seen;
         if q.seen < cfg.window.min_events {
@@ -296,159 +387,210 @@ pub fn evaluate(
             });
         }
     }
-    // Latency.
-    let latency = (!w.latency.is_empty()).then(|| w.latency.report());
-    let p99 = (!w.latency.is_empty()).then(|| w.latency.quantile(0.99));
-    if let (Some(slo), Some(p99)) = (cfg.latency.slo_p99_ms, p99) {
-        findings.push(Finding {
-            kind: AlertKind::Latency,
-            metric: "p99_ms".into(),
-            feature: None,
-            value: p99,
-            threshold: slo,
-            breached: p99 > slo,
-            critical: p99 > 2.0 * slo,
-            evidence: json!({"p50_ms": w.latency.quantile(0.5), "p95_ms": w.latency.quantile(0.95),
-                "p99_ms": p99, "max_ms": w.latency.max(), "count": w.latency.count()}),
-        });
+    DataQuality {
+        findings,
+        missing_share: if seen > 0 {
+            missing as f64 / seen as f64
+        } else {
+            0.0
+        },
     }
-    // Model quality once labels joined.
-    let perf = &cfg.performance;
-    let labelled = w.binary.counts.n();
-    let mut error_rate = None;
-    if labelled >= perf.min_labels {
-        let m = w.binary.metrics();
-        error_rate = Some(1.0 - m.accuracy);
-        if let Some(reference) =
-            reference_accuracy.or(profile.quality.as_ref().and_then(|q| q.accuracy))
-        {
-            let threshold = reference - perf.max_accuracy_drop;
-            findings.push(Finding {
-                kind: AlertKind::Performance,
-                metric: "accuracy".into(),
-                feature: None,
-                value: m.accuracy,
-                threshold,
-                breached: m.accuracy < threshold,
-                critical: m.accuracy < reference - 2.0 * perf.max_accuracy_drop,
-                evidence: json!({"reference_accuracy": reference, "labelled": labelled,
-                    "precision": finite(m.precision), "recall": finite(m.recall), "f1": finite(m.f1),
-                    "roc_auc": finite(m.roc_auc), "log_loss": finite(m.log_loss), "brier": finite(m.brier)}),
-            });
-        }
+}
+
+/// p99 latency against the objective, when one is configured and the window has latencies.
+fn latency_check(slo_p99_ms: Option<f64>, latency: &LatencySummary) -> Option<Finding> {
+    let slo = slo_p99_ms?;
+    if latency.is_empty() {
+        return None;
     }
-    if w.regression.n >= perf.min_labels {
-        let m = w.regression.metrics();
-        if let Some(reference) = profile.quality.as_ref().and_then(|q| q.rmse) {
-            let threshold = reference * (1.0 + perf.max_rmse_increase);
-            findings.push(Finding {
-                kind: AlertKind::Performance,
-                metric: "rmse".into(),
-                feature: None,
-                value: m.rmse,
-                threshold,
-                breached: m.rmse > threshold,
-                critical: m.rmse > reference * (1.0 + 2.0 * perf.max_rmse_increase),
-                evidence: json!({"reference_rmse": reference, "labelled": w.regression.n,
-                    "mae": finite(m.mae), "mape": finite(m.mape), "r2": finite(m.r2)}),
-            });
-        }
+    let p99 = latency.quantile(0.99);
+    Some(Finding {
+        kind: AlertKind::Latency,
+        metric: "p99_ms".into(),
+        feature: None,
+        value: p99,
+        threshold: slo,
+        breached: p99 > slo,
+        critical: p99 > 2.0 * slo,
+        evidence: json!({"p50_ms": latency.quantile(0.5), "p95_ms": latency.quantile(0.95),
+            "p99_ms": p99, "max_ms": latency.max(), "count": latency.count()}),
+    })
+}
+
+/// Accuracy of the labelled pairs against the reference accuracy less the allowed drop, once
+/// `performance.min_labels` pairs joined; also the error rate (for the canary), with or
+/// without a reference.
+fn accuracy_check(
+    perf: &PerformanceConfig,
+    binary: &BinarySummary,
+    reference: Option<f64>,
+) -> (Option<Finding>, Option<f64>) {
+    let labelled = binary.counts.n();
+    if labelled < perf.min_labels {
+        return (None, None);
     }
-    // Fairness.
-    let fair = &cfg.fairness;
-    let mut max_dp: Option<f64> = None;
-    for (ai, attr) in attributes.iter().enumerate() {
-        let Some(ap) = w.attributes.get(ai) else {
-            continue;
-        };
-        let rates: Vec<(&str, f64, u64)> = ap
-            .selection
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.n >= fair.min_group_size)
-            .map(|(gi, s)| {
-                (
-                    attr.groups[gi].as_str(),
-                    s.positive as f64 / s.n as f64,
-                    s.n,
-                )
-            })
-            .collect();
-        if rates.len() >= 2 {
-            let max = rates.iter().map(|r| r.1).fold(f64::MIN, f64::max);
-            let min = rates.iter().map(|r| r.1).fold(f64::MAX, f64::min);
-            let diff = max - min;
-            max_dp = Some(max_dp.map_or(diff, |m: f64| m.max(diff)));
-            let by_group: serde_json::Map<String, serde_json::Value> = rates
-                .iter()
-                .map(|(g, r, n)| (g.to_string(), json!({"selection_rate": r, "count": n})))
-                .collect();
-            findings.push(Finding {
-                kind: AlertKind::Fairness,
-                metric: "demographic_parity_difference".into(),
-                feature: Some(attr.attribute.clone()),
-                value: diff,
-                threshold: fair.max_demographic_parity_difference,
-                breached: diff > fair.max_demographic_parity_difference,
-                critical: diff > 2.0 * fair.max_demographic_parity_difference,
-                evidence: json!({"groups": by_group, "demographic_parity_ratio": finite(if max > 0.0 { min / max } else { f64::NAN })}),
-            });
-        }
-        let labelled_groups = ap.labelled.groups();
-        let big_enough = labelled_groups
-            .values()
-            .filter(|c| c.n() >= fair.min_group_size)
-            .count();
-        if big_enough >= 2
-            && labelled_groups
-                .values()
-                .all(|c| c.n() >= fair.min_group_size)
-        {
-            let r = ap.labelled.report();
-            findings.push(Finding {
-                kind: AlertKind::Fairness,
-                metric: "equalized_odds_difference".into(),
-                feature: Some(attr.attribute.clone()),
-                value: r.equalized_odds_difference,
-                threshold: fair.max_equalized_odds_difference,
-                breached: r.equalized_odds_difference > fair.max_equalized_odds_difference,
-                critical: r.equalized_odds_difference > 2.0 * fair.max_equalized_odds_difference,
-                evidence: json!({"equal_opportunity_difference": finite(r.equal_opportunity_difference),
-                    "equalized_odds_ratio": finite(r.equalized_odds_ratio), "groups": r.groups}),
-            });
-        }
-    }
-    // Concept drift: one finding per configured detector; breached when it fired this window.
-    for name in &cfg.concept.detectors {
-        let hits: Vec<u64> = detections
-            .iter()
-            .filter(|(d, _)| d == name)
-            .map(|(_, i)| *i)
-            .collect();
-        findings.push(Finding {
-            kind: AlertKind::ConceptDrift,
-            metric: name.clone(),
-            feature: None,
-            value: hits.len() as f64,
-            threshold: 1.0,
-            breached: !hits.is_empty(),
-            critical: false,
-            evidence: json!({"detections_at_label_index": hits}),
-        });
-    }
-    let positive_rate = {
-        let (n, pos) = attributes
-            .first()
-            .and_then(|_| w.attributes.first())
-            .map(|a| {
-                a.selection
-                    .iter()
-                    .fold((0, 0), |(n, p), s| (n + s.n, p + s.positive))
-            })
-            .unwrap_or((0, 0));
-        (n > 0).then(|| pos as f64 / n as f64)
+    let m = binary.metrics();
+    let error_rate = Some(1.0 - m.accuracy);
+    let Some(reference) = reference else {
+        return (None, error_rate);
     };
-    let prediction_bins = match (&profile.prediction, &w.prediction) {
+    let threshold = reference - perf.max_accuracy_drop;
+    let finding = Finding {
+        kind: AlertKind::Performance,
+        metric: "accuracy".into(),
+        feature: None,
+        value: m.accuracy,
+        threshold,
+        breached: m.accuracy < threshold,
+        critical: m.accuracy < reference - 2.0 * perf.max_accuracy_drop,
+        evidence: json!({"reference_accuracy": reference, "labelled": labelled,
+            "precision": finite(m.precision), "recall": finite(m.recall), "f1": finite(m.f1),
+            "roc_auc": finite(m.roc_auc), "log_loss": finite(m.log_loss), "brier": finite(m.brier)}),
+    };
+    (Some(finding), error_rate)
+}
+
+/// RMSE of the labelled regression pairs against the reference RMSE plus the allowed
+/// increase, once `performance.min_labels` pairs joined.
+fn rmse_check(
+    perf: &PerformanceConfig,
+    regression: &RegressionSums,
+    reference: Option<f64>,
+) -> Option<Finding> {
+    if regression.n < perf.min_labels {
+        return None;
+    }
+    let reference = reference?;
+    let m = regression.metrics();
+    let threshold = reference * (1.0 + perf.max_rmse_increase);
+    Some(Finding {
+        kind: AlertKind::Performance,
+        metric: "rmse".into(),
+        feature: None,
+        value: m.rmse,
+        threshold,
+        breached: m.rmse > threshold,
+        critical: m.rmse > reference * (1.0 + 2.0 * perf.max_rmse_increase),
+        evidence: json!({"reference_rmse": reference, "labelled": regression.n,
+            "mae": finite(m.mae), "mape": finite(m.mape), "r2": finite(m.r2)}),
+    })
+}
+
+/// The fairness findings of one attribute, and its demographic parity difference.
+struct Fairness {
+    findings: Vec<Finding>,
+    dp_difference: Option<f64>,
+}
+
+/// Demographic parity over the groups with at least `fairness.min_group_size` predictions
+/// (when there are two such groups), and equalized odds over the labelled groups (when all of
+/// them, and at least two, are that large). `groups` names the pane's group indices.
+fn fairness_checks(
+    fair: &FairnessConfig,
+    attribute: &str,
+    groups: &[String],
+    pane: &AttributePane,
+) -> Fairness {
+    let mut findings = Vec::new();
+    let mut dp_difference = None;
+    let rates: Vec<(&str, f64, u64)> = pane
+        .selection
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.n >= fair.min_group_size)
+        .map(|(gi, s)| (groups[gi].as_str(), s.positive as f64 / s.n as f64, s.n))
+        .collect();
+    if rates.len() >= 2 {
+        let max = rates.iter().map(|r| r.1).fold(f64::MIN, f64::max);
+        let min = rates.iter().map(|r| r.1).fold(f64::MAX, f64::min);
+        let diff = max - min;
+        dp_difference = Some(diff);
+        let by_group: serde_json::Map<String, serde_json::Value> = rates
+            .iter()
+            .map(|(g, r, n)| (g.to_string(), json!({"selection_rate": r, "count": n})))
+            .collect();
+        findings.push(Finding {
+            kind: AlertKind::Fairness,
+            metric: "demographic_parity_difference".into(),
+            feature: Some(attribute.to_string()),
+            value: diff,
+            threshold: fair.max_demographic_parity_difference,
+            breached: diff > fair.max_demographic_parity_difference,
+            critical: diff > 2.0 * fair.max_demographic_parity_difference,
+            evidence: json!({"groups": by_group, "demographic_parity_ratio": finite(if max > 0.0 { min / max } else { f64::NAN })}),
+        });
+    }
+    let labelled_groups = pane.labelled.groups();
+    let big_enough = labelled_groups
+        .values()
+        .filter(|c| c.n() >= fair.min_group_size)
+        .count();
+    if big_enough >= 2
+        && labelled_groups
+            .values()
+            .all(|c| c.n() >= fair.min_group_size)
+    {
+        let r = pane.labelled.report();
+        findings.push(Finding {
+            kind: AlertKind::Fairness,
+            metric: "equalized_odds_difference".into(),
+            feature: Some(attribute.to_string()),
+            value: r.equalized_odds_difference,
+            threshold: fair.max_equalized_odds_difference,
+            breached: r.equalized_odds_difference > fair.max_equalized_odds_difference,
+            critical: r.equalized_odds_difference > 2.0 * fair.max_equalized_odds_difference,
+            evidence: json!({"equal_opportunity_difference": finite(r.equal_opportunity_difference),
+                "equalized_odds_ratio": finite(r.equalized_odds_ratio), "groups": r.groups}),
+        });
+    }
+    Fairness {
+        findings,
+        dp_difference,
+    }
+}
+
+/// One finding per configured detector: breached when it fired in this window (the label
+/// indices where it did are the evidence).
+fn concept_checks(detectors: &[String], detections: &[(&'static str, u64)]) -> Vec<Finding> {
+    detectors
+        .iter()
+        .map(|name| {
+            let hits: Vec<u64> = detections
+                .iter()
+                .filter(|(d, _)| d == name)
+                .map(|(_, i)| *i)
+                .collect();
+            Finding {
+                kind: AlertKind::ConceptDrift,
+                metric: name.clone(),
+                feature: None,
+                value: hits.len() as f64,
+                threshold: 1.0,
+                breached: !hits.is_empty(),
+                critical: false,
+                evidence: json!({"detections_at_label_index": hits}),
+            }
+        })
+        .collect()
+}
+
+/// Share of positive predictions, from the selection counts of the first attribute.
+fn positive_rate(attributes: &[GroupIndex], w: &Pane) -> Option<f64> {
+    let (n, pos) = attributes
+        .first()
+        .and_then(|_| w.attributes.first())
+        .map(|a| {
+            a.selection
+                .iter()
+                .fold((0, 0), |(n, p), s| (n + s.n, p + s.positive))
+        })
+        .unwrap_or((0, 0));
+    (n > 0).then(|| pos as f64 / n as f64)
+}
+
+/// Prediction counts over the profile's coarse prediction bins (numerical predictions).
+fn prediction_bins(profile: &Profile, w: &Pane) -> Option<Vec<u64>> {
+    match (&profile.prediction, &w.prediction) {
         (
             Some(FeatureProfile {
                 kind: FeatureKind::Numeric(prof),
@@ -457,33 +599,6 @@ pub fn evaluate(
             Some(FeaturePane::Numeric(p)),
         ) => Some(p.coarse_counts(prof)),
         _ => None,
-    };
-    Evaluation {
-        model_id: model_id.to_string(),
-        model_version: version.to_string(),
-        bounds,
-        reference: ReferenceRef {
-            id: profile.id.clone(),
-            sha256: profile.sha256.clone(),
-        },
-        features,
-        dataset,
-        latency,
-        findings,
-        summary: VersionSummary {
-            p99_ms: p99,
-            error_rate,
-            labelled,
-            positive_rate,
-            prediction_bins,
-            max_dp_difference: max_dp,
-            missing_share: if seen > 0 {
-                missing as f64 / seen as f64
-            } else {
-                0.0
-            },
-            events: w.events,
-        },
     }
 }
 
@@ -548,3 +663,6 @@ pub fn export(t: &crate::telemetry::Telemetry, ev: &Evaluation) {
         t.quality.with_label_values(&[m, v, "error_rate"]).set(e);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,13 +3,17 @@
 //! Every output object carries a `type`, deterministic ids, and RFC 3339 UTC timestamps with
 //! milliseconds. JSON Schemas for them live in `schemas/`.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::event::format_rfc3339_ms;
 use crate::state::window::WindowBounds;
 
+/// The constant `type` of an output object. (A named type also keeps serde from reading it as
+/// borrowed from the input: outputs are read back from any JSON, owned or not.)
+pub type TypeTag = &'static str;
+
 /// What an alert is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// A feature's distribution moved away from the baseline (or the dataset as a whole).
@@ -44,7 +48,7 @@ impl AlertKind {
 }
 
 /// Alert severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Worth a look.
@@ -54,7 +58,7 @@ pub enum Severity {
 }
 
 /// Alert lifecycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertStatus {
     /// The condition holds.
@@ -64,7 +68,8 @@ pub enum AlertStatus {
 }
 
 /// The window an output was computed on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WindowRef {
     /// First instant covered.
     pub start: String,
@@ -85,7 +90,8 @@ impl From<WindowBounds> for WindowRef {
 }
 
 /// The baseline an output compared against.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReferenceRef {
     /// Profile id.
     pub id: String,
@@ -94,11 +100,12 @@ pub struct ReferenceRef {
 }
 
 /// An alert (`"type": "alert"`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Alert {
     /// Always `alert`.
-    #[serde(rename = "type")]
-    pub type_: &'static str,
+    #[serde(rename = "type", deserialize_with = "alert_tag")]
+    pub type_: TypeTag,
     /// Stable for the whole episode: the firing and the resolved record share it.
     pub alert_id: String,
     /// What it is about.
@@ -131,11 +138,12 @@ pub struct Alert {
 }
 
 /// A retraining trigger (`"type": "retrain_trigger"`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetrainTrigger {
     /// Always `retrain_trigger`.
-    #[serde(rename = "type")]
-    pub type_: &'static str,
+    #[serde(rename = "type", deserialize_with = "trigger_tag")]
+    pub type_: TypeTag,
     /// Deterministic idempotency key.
     pub trigger_id: String,
     /// Model id.
@@ -157,7 +165,8 @@ pub struct RetrainTrigger {
 }
 
 /// One alert behind a trigger.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TriggerReason {
     /// The alert's id.
     pub alert_id: String,
@@ -175,7 +184,7 @@ pub struct TriggerReason {
 }
 
 /// Promote, roll back, or keep watching.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// The candidate is at least as good: promote it.
@@ -187,7 +196,8 @@ pub enum Verdict {
 }
 
 /// One canary comparison.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CanaryCheck {
     /// What was compared.
     pub metric: String,
@@ -202,15 +212,19 @@ pub struct CanaryCheck {
 }
 
 /// A canary verdict (`"type": "canary_verdict"`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CanaryVerdict {
     /// Always `canary_verdict`.
-    #[serde(rename = "type")]
-    pub type_: &'static str,
+    #[serde(rename = "type", deserialize_with = "verdict_tag")]
+    pub type_: TypeTag,
     /// Deterministic id: model, versions and window end.
     pub verdict_id: String,
     /// Model id.
     pub model_id: String,
+    /// The version the verdict is about: the candidate (the same as `candidate_version`), so
+    /// that every output names its model version in the same field.
+    pub model_version: String,
     /// Version serving as the baseline.
     pub baseline_version: String,
     /// Version under test.
@@ -255,7 +269,104 @@ pub enum Output {
     DeadLetter(DeadLetter),
 }
 
+/// The kind of an output: the value of its `type` field (dead letters, which have no JSON body
+/// of their own, are `dead_letter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputType {
+    /// [`Output::Alert`].
+    Alert,
+    /// [`Output::Trigger`].
+    RetrainTrigger,
+    /// [`Output::Verdict`].
+    CanaryVerdict,
+    /// [`Output::DeadLetter`].
+    DeadLetter,
+}
+
+impl OutputType {
+    /// The outputs published with a JSON body of their own (every kind but dead letters).
+    pub const PUBLISHED: [OutputType; 3] = [
+        OutputType::Alert,
+        OutputType::RetrainTrigger,
+        OutputType::CanaryVerdict,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputType::Alert => "alert",
+            OutputType::RetrainTrigger => "retrain_trigger",
+            OutputType::CanaryVerdict => "canary_verdict",
+            OutputType::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+impl std::fmt::Display for OutputType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a JSON object is not an output.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputParseError {
+    /// The `type` field is missing or names no published output.
+    #[error("`type` must be alert, retrain_trigger or canary_verdict, got {0}")]
+    UnknownType(String),
+    /// The object does not match the output's contract.
+    #[error("not a valid {kind}: {source}")]
+    Invalid {
+        /// The output type named by `type`.
+        kind: OutputType,
+        /// What did not match.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 impl Output {
+    /// Reads an alert, trigger or verdict back from its JSON body (what [`Output::to_json`]
+    /// gives and the Kafka topics carry).
+    pub fn from_json(v: &serde_json::Value) -> Result<Output, OutputParseError> {
+        let kind = match v.get("type").and_then(serde_json::Value::as_str) {
+            Some("alert") => OutputType::Alert,
+            Some("retrain_trigger") => OutputType::RetrainTrigger,
+            Some("canary_verdict") => OutputType::CanaryVerdict,
+            Some(other) => return Err(OutputParseError::UnknownType(format!("{other:?}"))),
+            None => return Err(OutputParseError::UnknownType("nothing".into())),
+        };
+        let invalid = |source| OutputParseError::Invalid { kind, source };
+        Ok(match kind {
+            OutputType::Alert => Output::Alert(Alert::deserialize(v).map_err(invalid)?),
+            OutputType::RetrainTrigger => {
+                Output::Trigger(RetrainTrigger::deserialize(v).map_err(invalid)?)
+            }
+            _ => Output::Verdict(CanaryVerdict::deserialize(v).map_err(invalid)?),
+        })
+    }
+
+    /// Its kind.
+    pub fn output_type(&self) -> OutputType {
+        match self {
+            Output::Alert(_) => OutputType::Alert,
+            Output::Trigger(_) => OutputType::RetrainTrigger,
+            Output::Verdict(_) => OutputType::CanaryVerdict,
+            Output::DeadLetter(_) => OutputType::DeadLetter,
+        }
+    }
+
+    /// The model version it is about (a verdict: the candidate; dead letters: none).
+    pub fn model_version(&self) -> Option<&str> {
+        match self {
+            Output::Alert(a) => Some(&a.model_version),
+            Output::Trigger(t) => Some(&t.model_version),
+            Output::Verdict(v) => Some(&v.model_version),
+            Output::DeadLetter(_) => None,
+        }
+    }
+
     /// Kafka message key: the model id (dead letters: none).
     pub fn key(&self) -> Option<&str> {
         match self {
@@ -296,6 +407,30 @@ impl Output {
     }
 }
 
+/// Reads a `type` field that must be `expected`.
+fn tag<'de, D: Deserializer<'de>>(d: D, expected: &'static str) -> Result<&'static str, D::Error> {
+    let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+    if s == expected {
+        Ok(expected)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "`type` must be {expected:?}, got {s:?}"
+        )))
+    }
+}
+
+fn alert_tag<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    tag(d, "alert")
+}
+
+fn trigger_tag<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    tag(d, "retrain_trigger")
+}
+
+fn verdict_tag<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    tag(d, "canary_verdict")
+}
+
 fn status_str(s: AlertStatus) -> &'static str {
     match s {
         AlertStatus::Firing => "firing",
@@ -312,4 +447,60 @@ pub fn stable_id(parts: &[&str]) -> String {
         h.update([0u8]);
     }
     hex::encode(&h.finalize()[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_read_back_from_their_json() {
+        let v = CanaryVerdict {
+            type_: "canary_verdict",
+            verdict_id: "0123456789abcdef0123456789abcdef".into(),
+            model_id: "m".into(),
+            model_version: "v2".into(),
+            baseline_version: "v1".into(),
+            candidate_version: "v2".into(),
+            verdict: Verdict::Promote,
+            checks: vec![CanaryCheck {
+                metric: "p99_ms".into(),
+                baseline: 10.0,
+                candidate: 11.0,
+                threshold: 1.5,
+                passed: true,
+            }],
+            window: WindowRef {
+                start: "2027-01-01T00:00:00.000Z".into(),
+                end: "2027-01-01T00:00:20.000Z".into(),
+                count: 10,
+            },
+            emitted_at: "2027-01-01T00:00:20.000Z".into(),
+        };
+        let o = Output::Verdict(v);
+        let json = o.to_json();
+        assert_eq!(Output::from_json(&json).unwrap(), o);
+        assert_eq!(o.output_type(), OutputType::CanaryVerdict);
+        assert_eq!(o.model_version(), Some("v2"));
+
+        let mut wrong = json.clone();
+        wrong["type"] = "alert".into();
+        assert!(matches!(
+            Output::from_json(&wrong),
+            Err(OutputParseError::Invalid {
+                kind: OutputType::Alert,
+                ..
+            })
+        ));
+        let mut unknown = json.clone();
+        unknown["type"] = "heartbeat".into();
+        assert!(matches!(
+            Output::from_json(&unknown),
+            Err(OutputParseError::UnknownType(_))
+        ));
+        let mut extra = json;
+        extra["surprise"] = 1.into();
+        let e = Output::from_json(&extra).unwrap_err();
+        assert!(e.to_string().contains("surprise"), "{e}");
+    }
 }

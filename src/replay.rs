@@ -11,6 +11,7 @@ use crate::event::{decode, DecodeError, Event};
 use crate::monitor::Monitor;
 use crate::output::Output;
 use crate::policy::Clock;
+use crate::sink::fanout::Fanout;
 use crate::sink::snapshot::SnapshotWriter;
 use crate::sink::JsonLinesSink;
 use crate::state::{Baselines, Input};
@@ -80,7 +81,7 @@ fn replay_in_chunks<W: Write, D: Write>(
     let mut monitor = Monitor::new(Arc::new(cfg), baselines, Clock::EventTime)
         .with_snapshots(SnapshotWriter::new(&snapshot_dir));
     let max_bytes = monitor.max_event_bytes();
-    let mut sink = JsonLinesSink::new(out, dead_letters);
+    let mut sink = Fanout::new(JsonLinesSink::new(out, dead_letters));
     let mut stats = ReplayStats::default();
     // Outputs name the file, not the directory it was replayed from (reproducible backtests).
     let name = input
@@ -154,7 +155,7 @@ fn replay_in_chunks<W: Write, D: Write>(
     }
     monitor.finish(&mut outputs);
     emit(&mut sink, &mut outputs, &mut stats)?;
-    sink.flush()?;
+    sink.gating_mut().flush()?;
     Ok(stats)
 }
 
@@ -213,8 +214,10 @@ fn trim_line(line: &[u8]) -> &[u8] {
     }
 }
 
+/// Publishes the monitor's outputs through the same fan-out as the live service, whose gating
+/// sink here is the JSON Lines writer.
 fn emit<W: Write, D: Write>(
-    sink: &mut JsonLinesSink<W, D>,
+    sink: &mut Fanout<JsonLinesSink<W, D>>,
     outputs: &mut Vec<Output>,
     stats: &mut ReplayStats,
 ) -> std::io::Result<()> {
@@ -225,7 +228,7 @@ fn emit<W: Write, D: Write>(
             Output::Verdict(_) => stats.verdicts += 1,
             Output::DeadLetter(_) => stats.dead_letters += 1,
         }
-        sink.write(&o)?;
+        sink.publish(&o)?;
     }
     Ok(())
 }
@@ -260,7 +263,7 @@ mod tests {
             let baselines = Baselines::load(&cfg).unwrap();
             let mut monitor = Monitor::new(Arc::new(cfg.clone()), baselines, Clock::EventTime)
                 .with_snapshots(SnapshotWriter::new(&cfg.triggers.snapshot_dir));
-            let mut sink = JsonLinesSink::new(out, None::<Vec<u8>>);
+            let mut sink = Fanout::new(JsonLinesSink::new(out, None::<Vec<u8>>));
             let mut stats = ReplayStats::default();
             let mut outputs = Vec::new();
             for (i, line) in text.split_inclusive(|&b| b == b'\n').enumerate() {
@@ -281,7 +284,7 @@ mod tests {
             }
             monitor.finish(&mut outputs);
             emit(&mut sink, &mut outputs, &mut stats).unwrap();
-            sink.flush().unwrap();
+            sink.gating_mut().flush().unwrap();
             stats
         });
         assert!(want_stats.triggers > 0 && want_stats.dead_letters == 1);

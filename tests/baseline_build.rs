@@ -1,14 +1,14 @@
 //! `driftwatch baseline build` on Parquet, CSV and JSON Lines files written here; the profile
 //! in replay; every kind of bad input fails naming the file (and the column).
 
-mod support;
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::*;
 use driftwatch::baseline::Profile;
 use serde_json::Value;
-use support::*;
 
 const ROWS: usize = 3000;
 

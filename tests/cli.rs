@@ -1,11 +1,11 @@
 //! The command line: `config check` and `conformance --format jsonl`.
 
-mod support;
+mod common;
 
 use std::path::PathBuf;
 
+use common::*;
 use serde_json::Value;
-use support::*;
 
 #[test]
 fn config_check_accepts_a_good_sample() {

@@ -1,7 +1,7 @@
 //! End to end on librdkafka's in-process mock cluster: the service (`app::run`) consumes
 //! generated events with drift, and its outputs name the drifted features.
 
-mod support;
+mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,13 +49,13 @@ async fn mock_cluster_end_to_end_drift_alerts() {
     }
 
     // 60k events at 500/s of event time (120 s); f2 and c1 drift from event 30k (60 s).
-    let mut g = support::gen(8_675_309, 60_000, 500.0);
+    let mut g = common::gen(8_675_309, 60_000, 500.0);
     g.numeric_features = 6;
     g.categorical_features = 2;
     g.drift_at = Some(30_000);
     g.drift_features = vec!["f2".into(), "c1".into()];
     g.drift_magnitude = 1.5;
-    let drift_start = support::time_of(&g, 30_000);
+    let drift_start = common::time_of(&g, 30_000);
     let brokers = cfg.kafka.brokers.clone();
     let (pt, lt) = (cfg.topics.predictions.clone(), cfg.topics.labels.clone());
 

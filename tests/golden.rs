@@ -20,13 +20,13 @@
 //! The inputs were made with `driftwatch generate` (see `tests/golden/README.md` for the exact
 //! commands); they are checked in so that a change in the generator does not move them.
 
-mod support;
+mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::*;
 use driftwatch::config::Config;
 use serde_json::Value;
-use support::*;
 
 fn case_dir(name: &str) -> PathBuf {
     repo().join("tests").join("golden").join(name)

@@ -18,8 +18,8 @@ use driftwatch::generate::{Generator, GeneratorConfig};
 use serde_json::Value;
 
 use common::{
-    brokers, committed_offsets, event_time_ms, produce_generated, produce_lines, produce_raw,
-    Driftwatch, MonitorConfig, RawMessage, TopicReader, Topics,
+    brokers, committed_offsets, produce_generated, produce_lines, produce_raw, time_of, Driftwatch,
+    MonitorConfig, RawMessage, TopicReader, Topics,
 };
 
 /// Event-time rate of every generated stream, predictions per second.
@@ -106,7 +106,7 @@ fn drift_in_three_of_twenty_features() {
         "data_drift alerts must name exactly the drifted features; alerts: {drift_alerts:#?}"
     );
 
-    let drift_ms = event_time_ms(&gen, gen.drift_at.expect("drift"));
+    let drift_ms = time_of(&gen, gen.drift_at.expect("drift"));
     let full_ms = drift_ms + cfg.window.as_millis() as i64;
     let deadline_ms = full_ms + 2 * cfg.slide.as_millis() as i64;
     for (f, end) in &first_end {

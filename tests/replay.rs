@@ -2,12 +2,12 @@
 //! code): drift → alerts and one retraining trigger with evidence; stationary → nothing;
 //! canary rollback / promote; dead letters; alert lifecycle.
 
-mod support;
+mod common;
 
 use std::collections::BTreeMap;
 
+use common::*;
 use serde_json::Value;
-use support::*;
 
 const DRIFTED: [&str; 4] = ["f3", "f9", "f14", "c1"];
 

@@ -6,13 +6,13 @@
 //! as resources under their `$id`s so that jsonschema (without its file/http resolvers)
 //! resolves those references locally.
 
-mod support;
+mod common;
 
 use std::path::Path;
 
+use common::*;
 use jsonschema::{Resource, Validator};
 use serde_json::{json, Value};
-use support::*;
 
 const SCHEMAS: [&str; 8] = [
     "alert",
@@ -58,7 +58,7 @@ fn assert_valid(v: &Validator, name: &str, instance: &Value) {
 fn cross_file_refs_resolve_locally() {
     let v = validator("canary_verdict");
     let bad = json!({"type": "canary_verdict", "verdict_id": "0123456789abcdef0123456789abcdef",
-        "model_id": "m", "baseline_version": "v1", "candidate_version": "v2", "verdict": "promote",
+        "model_id": "m", "model_version": "v2", "baseline_version": "v1", "candidate_version": "v2", "verdict": "promote",
         "checks": [], "window": {"start": "not a time", "end": "2027-01-01T00:00:00.000Z", "count": 1},
         "emitted_at": "2027-01-01T00:00:00.000Z"});
     // The referenced definition is really applied (not silently skipped).

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::stats::drift::DriftMethod;
 
+pub mod webhook;
+
 /// Every problem found while loading or validating a configuration.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
@@ -222,7 +224,7 @@ impl Default for CanaryConfig {
 pub struct SinksConfig {
     /// CI webhooks.
     #[serde(skip_serializing)]
-    pub webhook: Vec<crate::sink::webhook::WebhookConfig>,
+    pub webhook: Vec<webhook::WebhookConfig>,
 }
 
 /// Kafka connection and consumer settings.

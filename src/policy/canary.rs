@@ -108,6 +108,7 @@ pub fn compare_versions(
             verdict_id: stable_id(&[model_id, baseline, candidate, &b.bounds.end_ms.to_string()]),
             model_id: model_id.to_string(),
             baseline_version: baseline.to_string(),
+            model_version: candidate.to_string(),
             candidate_version: candidate.to_string(),
             verdict,
             checks,

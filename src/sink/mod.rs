@@ -1,5 +1,7 @@
-//! Where outputs go: Kafka topics, JSON Lines on stdout or in files, and CI webhooks.
+//! Where outputs go: Kafka topics, JSON Lines on stdout or in files, and CI webhooks, all
+//! through one [`fanout::Fanout`].
 
+pub mod fanout;
 pub mod kafka;
 pub mod snapshot;
 pub mod webhook;

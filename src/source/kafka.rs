@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::event::{decode, EventKind};
 use crate::monitor::Monitor;
 use crate::output::Output;
+use crate::sink::fanout::Fanout;
 use crate::sink::kafka::KafkaSink;
 use crate::state::Input;
 use crate::telemetry::Telemetry;
@@ -190,7 +191,7 @@ pub async fn run(
     shared: Arc<SourceShared>,
     telemetry: Telemetry,
     shutdown: CancellationToken,
-    mut on_output: impl FnMut(&Output),
+    mut outputs_to: Fanout<KafkaSink>,
 ) -> Result<(), SourceError> {
     let topics = [
         cfg.topics.predictions.as_str(),
@@ -260,8 +261,7 @@ pub async fn run(
                     }
                     consumed += batch.len() as u64;
                     process_batch(&cfg, &batch, &mut monitor, &mut outputs, &mut |o| {
-                        sink.send(o);
-                        on_output(o);
+                        outputs_to.publish_live(o);
                     });
                 }
                 if ended {

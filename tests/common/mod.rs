@@ -17,6 +17,10 @@
 //! - [`Metrics`]: parsed Prometheus text exposition.
 //! - [`Prometheus`]: a Prometheus server scraping driftwatch, with its HTTP query API.
 //! - [`http_get`]: a minimal HTTP/1.0 client.
+//! - [`bin`], [`command`]: the compiled binary, and a command for it that no
+//!   `DRIFTWATCH__*` variable of the caller leaks into.
+//! - [`offline`] (re-exported here): the CLI, replay through the library, generated streams
+//!   and their event times, reading outputs — for the tests that need no external service.
 
 // Each integration test binary uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -40,6 +44,28 @@ use rdkafka::producer::{
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use driftwatch::generate::{Generator, GeneratorConfig};
+
+pub mod offline;
+// As with `dead_code` above: some test binaries use none of these.
+#[allow(unused_imports)]
+pub use offline::*;
+
+/// The `driftwatch` binary built for this test run.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_driftwatch"))
+}
+
+/// A command running [`bin`], without the caller's `DRIFTWATCH__SECTION__KEY` variables: the
+/// configuration layers read them, and none may leak into a test.
+pub fn command() -> Command {
+    let mut cmd = Command::new(bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DRIFTWATCH__") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
 
 /// Environment variable holding the bootstrap servers of the test broker.
 pub const BROKERS_ENV: &str = "DRIFTWATCH_TEST_BROKERS";
@@ -427,11 +453,6 @@ pub fn produce_raw(brokers: &str, topic: &str, messages: &[RawMessage]) -> Vec<(
     })
 }
 
-/// Event time of prediction `i` of a generator configuration (as the generator computes it).
-pub fn event_time_ms(cfg: &GeneratorConfig, i: u64) -> i64 {
-    cfg.start_ms + (i as f64 * 1000.0 / cfg.rate) as i64
-}
-
 // ---------------------------------------------------------------------------------------------
 // Reading topics
 // ---------------------------------------------------------------------------------------------
@@ -787,7 +808,7 @@ impl Driftwatch {
     pub fn start(name: &str, cfg: &MonitorConfig, dir: &Path) -> Self {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, cfg.to_toml()).expect("write config");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_driftwatch"));
+        let mut cmd = command();
         cmd.arg("run")
             .arg("--config")
             .arg(&path)
@@ -796,15 +817,9 @@ impl Driftwatch {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // Configuration layers read DRIFTWATCH__SECTION__KEY; none may leak in from the caller.
-        for (k, _) in std::env::vars() {
-            if k.starts_with("DRIFTWATCH__") {
-                cmd.env_remove(k);
-            }
-        }
         let mut child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_driftwatch")));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin().display()));
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let reader = std::thread::spawn({

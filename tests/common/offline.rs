@@ -1,19 +1,14 @@
-//! Helpers shared by the integration tests (each test crate uses a subset).
-#![allow(dead_code)]
+//! Helpers for the tests that need no external service: the CLI, replay through the library,
+//! generated streams, and reading outputs.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use driftwatch::config::Config;
 use driftwatch::generate::{Generator, GeneratorConfig};
 use serde_json::Value;
-
-/// The `driftwatch` binary built for this test run.
-pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_driftwatch"))
-}
 
 /// Runs the CLI with `args`, no `DRIFTWATCH__*` environment leaking in from the caller.
 pub fn run_cli(args: &[&str]) -> Output {
@@ -22,13 +17,8 @@ pub fn run_cli(args: &[&str]) -> Output {
 
 /// Runs the CLI with `args` and extra environment variables.
 pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(bin());
+    let mut cmd = super::command();
     cmd.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DRIFTWATCH__") {
-            cmd.env_remove(k);
-        }
-    }
     cmd.env("DRIFTWATCH_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);
