@@ -11,24 +11,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::baseline::Profile;
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::monitor::Monitor;
 use crate::output::Output;
-use crate::policy::{Clock, TriggerLedger};
+use crate::policy::Clock;
 use crate::sink::fanout::{self, Fanout, WebhookQueue};
 use crate::sink::kafka::KafkaSink;
 use crate::sink::snapshot::SnapshotWriter;
 use crate::sink::webhook::WebhookSink;
 use crate::source::kafka as source;
+use crate::source::restore;
 use crate::state::Baselines;
 use crate::telemetry::Telemetry;
 
@@ -69,56 +65,17 @@ pub async fn run(
         *slot.lock().expect("not poisoned") = Some(bound);
     }
 
-    // State: configured baselines, baselines bootstrapped before this start (state topic), and
-    // the triggers already emitted (trigger topic).
-    let mut baselines = Baselines::load(&cfg).context("loading baselines")?;
-    let (ledger, restored) = tokio::task::spawn_blocking({
+    // State: configured baselines here; baselines bootstrapped and triggers emitted by earlier
+    // owners of the partitions are read back from the state and trigger topics whenever
+    // partitions are assigned (source::restore).
+    let baselines = Baselines::load(&cfg).context("loading baselines")?;
+    tokio::task::spawn_blocking({
         let cfg = Arc::clone(&cfg);
-        move || -> anyhow::Result<(TriggerLedger, Vec<Profile>)> {
-            tracing::debug!("ensuring the state topic");
-            ensure_state_topic(&cfg);
-            tracing::debug!("reading the trigger topic");
-            let mut ledger = TriggerLedger::default();
-            read_topic_to_end(&cfg, &cfg.topics.retrain, |_, v| {
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(v) {
-                    ledger.record_json(&v);
-                }
-            })?;
-            tracing::debug!("reading the state topic");
-            let prefix = format!("baseline/{}/", cfg.kafka.group_id);
-            let mut profiles: std::collections::BTreeMap<String, Profile> = Default::default();
-            read_topic_to_end(&cfg, &cfg.topics.state, |k, v| {
-                let Some(key) = k.and_then(|k| std::str::from_utf8(k).ok()) else {
-                    return;
-                };
-                if !key.starts_with(&prefix) {
-                    return;
-                }
-                match serde_json::from_slice::<Profile>(v) {
-                    Ok(p) => {
-                        profiles.insert(key.to_string(), p);
-                    }
-                    Err(e) => {
-                        tracing::warn!(key, error = %e, "unreadable baseline on the state topic")
-                    }
-                }
-            })?;
-            Ok((ledger, profiles.into_values().collect()))
-        }
+        move || restore::ensure_state_topic(&cfg)
     })
-    .await??;
-    for p in restored {
-        let version = p.model_version.clone();
-        if !baselines.contains(&p.model_id, version.as_deref()) {
-            tracing::info!(profile = %p.id, "baseline restored from the state topic");
-            let model = p.model_id.clone();
-            baselines.insert(&model, version.as_deref(), p);
-        }
-    }
-    tracing::info!(triggers = ledger.len(), "trigger ledger restored");
+    .await?;
     let monitor = Monitor::new(Arc::clone(&cfg), baselines, Clock::Wall)
         .with_telemetry(telemetry.clone())
-        .with_ledger(ledger)
         .with_snapshots(SnapshotWriter::new(&cfg.triggers.snapshot_dir));
 
     // Sinks: Kafka topics gate offset commits; webhooks, the HTTP API's recent outputs and the
@@ -211,110 +168,4 @@ fn spawn_webhooks(
         .into_iter()
         .map(|s| WebhookQueue::spawn(s, tasks, give_up.clone()))
         .collect())
-}
-
-/// Creates the compacted state topic if it does not exist (best effort: without it, baselines
-/// are bootstrapped again after a restart).
-fn ensure_state_topic(cfg: &Config) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    // Nothing to do when it exists (the common case, and the only one on brokers that do not
-    // serve admin requests, such as librdkafka's mock cluster).
-    let consumer_config: ClientConfig = cfg.kafka_consumer_properties().into_iter().collect();
-    if let Ok(consumer) = consumer_config.create::<BaseConsumer>() {
-        if let Ok(md) = consumer.fetch_metadata(Some(&cfg.topics.state), Duration::from_secs(5)) {
-            if md
-                .topics()
-                .iter()
-                .any(|t| t.error().is_none() && !t.partitions().is_empty())
-            {
-                return;
-            }
-        }
-    }
-    // librdkafka's admin client is a producer handle.
-    let admin_config: ClientConfig = cfg.kafka_producer_properties().into_iter().collect();
-    let Ok(admin) = admin_config.create::<AdminClient<DefaultClientContext>>() else {
-        return;
-    };
-    // Baselines are large documents: allow messages up to the producer's limit.
-    let topic = NewTopic::new(&cfg.topics.state, 1, TopicReplication::Fixed(-1))
-        .set("cleanup.policy", "compact")
-        .set("max.message.bytes", "33554432");
-    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
-    let fut = admin.create_topics([&topic], &opts);
-    match futures::executor::block_on(fut) {
-        Ok(results) => {
-            for r in results {
-                match r {
-                    Ok(t) => tracing::info!(topic = %t, "created the state topic"),
-                    Err((t, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
-                        tracing::debug!(topic = %t, "state topic exists")
-                    }
-                    Err((t, e)) => {
-                        tracing::warn!(topic = %t, error = %e, "cannot create the state topic")
-                    }
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot create the state topic"),
-    }
-}
-
-/// Reads `topic` from the beginning to its current end, calling `f(key, payload)` per message.
-/// A topic that does not exist yet reads as empty.
-pub fn read_topic_to_end(
-    cfg: &Config,
-    topic: &str,
-    mut f: impl FnMut(Option<&[u8]>, &[u8]),
-) -> anyhow::Result<()> {
-    let mut cc: ClientConfig = cfg.kafka_consumer_properties().into_iter().collect();
-    cc.set("group.id", format!("{}-restore", cfg.kafka.group_id))
-        .set("enable.auto.commit", "false");
-    let consumer: BaseConsumer = cc.create().context("restore consumer")?;
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .with_context(|| format!("fetching metadata of {topic}"))?;
-    let mut tpl = TopicPartitionList::new();
-    // Partition → offset of its last message at start-up; read until each is reached.
-    let mut ends: std::collections::HashMap<i32, i64> = Default::default();
-    for t in md.topics() {
-        if t.error().is_some() {
-            continue;
-        }
-        for p in t.partitions() {
-            let (lo, hi) = consumer
-                .fetch_watermarks(t.name(), p.id(), Duration::from_secs(10))
-                .with_context(|| format!("fetching watermarks of {topic}"))?;
-            if hi > lo {
-                tpl.add_partition_offset(t.name(), p.id(), Offset::Beginning)?;
-                ends.insert(p.id(), hi - 1);
-            }
-        }
-    }
-    if ends.is_empty() {
-        return Ok(());
-    }
-    consumer.assign(&tpl)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !ends.is_empty() && std::time::Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => {
-                f(m.key(), m.payload().unwrap_or_default());
-                if ends
-                    .get(&m.partition())
-                    .is_some_and(|end| m.offset() >= *end)
-                {
-                    ends.remove(&m.partition());
-                }
-            }
-            Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic}")),
-            None => {}
-        }
-    }
-    let remaining = ends.len();
-    if remaining > 0 {
-        anyhow::bail!("timed out reading {topic} back");
-    }
-    Ok(())
 }

@@ -259,6 +259,11 @@ pub struct KafkaConfig {
     pub check_copartitioning: bool,
     /// Where to start a partition that has no committed offset: `earliest` or `latest`.
     pub auto_offset_reset: String,
+    /// How far (in event time) an input partition may run ahead of the slowest one that still
+    /// has data before it is paused until the others catch up; bounds what is buffered when one
+    /// topic is far ahead (a backlog, labels produced first).
+    #[serde(with = "humantime_serde")]
+    pub max_time_ahead: Duration,
 }
 
 /// A librdkafka property value. Dotted property names (`security.protocol`) may arrive split
@@ -325,6 +330,7 @@ impl Default for KafkaConfig {
             options_from_env: BTreeMap::new(),
             session_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
+            max_time_ahead: Duration::from_secs(10),
             check_copartitioning: true,
             auto_offset_reset: "earliest".into(),
         }
@@ -708,6 +714,13 @@ impl Config {
         }
         if !matches!(self.kafka.auto_offset_reset.as_str(), "earliest" | "latest") {
             p.push("kafka.auto_offset_reset must be `earliest` or `latest`".into());
+        }
+        if self.kafka.max_time_ahead.is_zero() {
+            p.push(
+                "kafka.max_time_ahead must be positive (how far one input may run ahead of the \
+                 slowest before it is paused)"
+                    .to_string(),
+            );
         }
         if self.kafka.drain_timeout >= self.kafka.session_timeout {
             p.push(

@@ -68,6 +68,21 @@ struct InputState {
     offsets: OffsetTracker,
 }
 
+/// Where one input stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputView<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Event time it has reached (see [`InputClock::floor`]); `None` before its first event.
+    pub clock: Option<i64>,
+    /// Whether it was reported to have nothing left to fetch.
+    pub idle: bool,
+    /// Offset after the last message it delivered.
+    pub next_offset: Option<i64>,
+}
+
 /// What a watermark check found for one model.
 fn watermark_of(inputs: &[InputState], feeders: &[u32]) -> Option<i64> {
     let (mut active, mut idle) = (None::<i64>, None::<i64>);
@@ -295,13 +310,19 @@ impl Monitor {
         }
     }
 
-    /// Event time per live input, `(topic, partition, clock, idle)`, for the source to pause
-    /// inputs that run ahead.
-    pub fn input_times(&self) -> impl Iterator<Item = (&str, i32, Option<i64>, bool)> {
+    /// The live inputs: where each stands in event time and in offsets (the source pauses
+    /// those that run ahead and tells which have nothing left to fetch).
+    pub fn inputs(&self) -> impl Iterator<Item = InputView<'_>> {
         self.inputs
             .iter()
             .filter(|i| !i.dropped)
-            .map(|i| (i.topic.as_str(), i.partition, i.clock.floor(), i.idle))
+            .map(|i| InputView {
+                topic: &i.topic,
+                partition: i.partition,
+                clock: i.clock.floor(),
+                idle: i.idle,
+                next_offset: i.offsets.last().map(|o| o + 1),
+            })
     }
 
     /// Forgets a revoked input, and every model it fed (their new owner rebuilds them from the
@@ -374,6 +395,8 @@ impl Monitor {
             }
         };
         let ii = self.input_index(input.topic, input.partition, event.kind);
+        // Data arrived: whatever the source last saw, the input is not idle.
+        self.inputs[ii].idle = false;
         let admission = self.inputs[ii]
             .clock
             .admit(event.timestamp_ms, self.max_skew_ms);

@@ -5,7 +5,7 @@
 //! the window) and the sink has flushed those outputs. librdkafka auto-commits stored offsets; the
 //! loop also commits synchronously on partition revocation and at shutdown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +30,9 @@ use crate::sink::kafka::KafkaSink;
 use crate::state::Input;
 use crate::telemetry::Telemetry;
 
+use super::pacing::{self, Positions, Tp};
+use super::restore;
+
 /// Errors that stop the source.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -41,13 +44,27 @@ pub enum SourceError {
     NotCoPartitioned(String),
 }
 
+/// A change of assignment, in the order the rebalance callbacks saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Change {
+    Revoked(Tp),
+    Assigned(Tp),
+}
+
 /// Shared between the rebalance callbacks and the loop.
 #[derive(Default)]
 pub struct SourceShared {
     /// True while partitions are assigned (readiness).
     pub ready: AtomicBool,
-    revoked: Mutex<Vec<(String, i32)>>,
-    revoked_flag: AtomicBool,
+    changes: Mutex<Vec<Change>>,
+    rebalanced: AtomicBool,
+}
+
+impl SourceShared {
+    fn push(&self, changes: impl IntoIterator<Item = Change>) {
+        self.changes.lock().expect("not poisoned").extend(changes);
+        self.rebalanced.store(true, Ordering::Release);
+    }
 }
 
 /// Consumer context: commits stored offsets before partitions are taken away and exports lag.
@@ -78,11 +95,11 @@ impl ConsumerContext for SourceContext {
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 log_commit_error("commit on revoke", &e);
             }
-            let mut revoked = self.shared.revoked.lock().expect("not poisoned");
-            for e in tpl.elements() {
-                revoked.push((e.topic().to_string(), e.partition()));
-            }
-            self.shared.revoked_flag.store(true, Ordering::Release);
+            self.shared.push(
+                tpl.elements()
+                    .iter()
+                    .map(|e| Change::Revoked((e.topic().to_string(), e.partition()))),
+            );
             self.shared.ready.store(false, Ordering::Release);
         }
     }
@@ -90,6 +107,11 @@ impl ConsumerContext for SourceContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             tracing::info!(partitions = tpl.count(), "partitions assigned");
+            self.shared.push(
+                tpl.elements()
+                    .iter()
+                    .map(|e| Change::Assigned((e.topic().to_string(), e.partition()))),
+            );
         }
         let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
         self.telemetry.assigned_partitions.set(n as i64);
@@ -203,13 +225,23 @@ pub async fn run(
     let mut stream = consumer.stream();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stored: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut stored: BTreeMap<Tp, i64> = BTreeMap::new();
+    let mut pacing = Pacing::default();
     let mut consumed: u64 = 0;
+    let max_ahead_ms = cfg.kafka.max_time_ahead.as_millis() as i64;
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {
+                if shared.rebalanced.swap(false, Ordering::AcqRel) {
+                    rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored)
+                        .await;
+                }
+                pacing.idle(&consumer, &mut monitor, &mut outputs);
+                pacing.pace(&consumer, &monitor, max_ahead_ms);
+                monitor.advance(&mut outputs);
+                outputs.drain(..).for_each(|o| outputs_to.publish_live(&o));
                 store_progress(&cfg, &consumer, &mut monitor, &sink, &mut stored);
                 monitor.flush_telemetry(&telemetry);
             }
@@ -225,7 +257,7 @@ pub async fn run(
                 // Take what else is ready now, up to a batch, so that a second thread can
                 // decode it while this one processes it. A rebalance may happen inside any
                 // poll: the batch then ends before the first message polled after it, which is
-                // handled on its own once the revoked partitions are dropped, in the same order
+                // handled on its own once the assignment change is applied, in the same order
                 // as handling messages one at a time.
                 let mut batch = vec![msg];
                 let mut after_rebalance = None;
@@ -233,7 +265,7 @@ pub async fn run(
                 while batch.len() < MAX_BATCH {
                     match stream.next().now_or_never() {
                         Some(Some(Ok(m))) => {
-                            if shared.revoked_flag.load(Ordering::Acquire) {
+                            if shared.rebalanced.load(Ordering::Acquire) {
                                 after_rebalance = Some(m);
                                 break;
                             }
@@ -251,18 +283,15 @@ pub async fn run(
                     if batch.is_empty() {
                         continue;
                     }
-                    if shared.revoked_flag.swap(false, Ordering::AcqRel) {
-                        let revoked =
-                            std::mem::take(&mut *shared.revoked.lock().expect("not poisoned"));
-                        for (topic, p) in revoked {
-                            monitor.drop_input(&topic, p);
-                            stored.remove(&(topic, p));
-                        }
+                    if shared.rebalanced.swap(false, Ordering::AcqRel) {
+                        rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored)
+                            .await;
                     }
                     consumed += batch.len() as u64;
                     process_batch(&cfg, &batch, &mut monitor, &mut outputs, &mut |o| {
                         outputs_to.publish_live(o);
                     });
+                    pacing.pace(&consumer, &monitor, max_ahead_ms);
                 }
                 if ended {
                     break;
@@ -287,6 +316,203 @@ pub async fn run(
         "source stopped"
     );
     Ok(())
+}
+
+/// Applies an assignment change before any message polled after it: revoked inputs are
+/// dropped; assigned ones are announced to the monitor (they hold the watermarks until they
+/// deliver or turn out idle), their start positions looked up, and what earlier owners made
+/// durable — baselines, emitted triggers — read back.
+async fn rebalance(
+    cfg: &Arc<Config>,
+    consumer: &StreamConsumer<SourceContext>,
+    shared: &SourceShared,
+    monitor: &mut Monitor,
+    pacing: &mut Pacing,
+    stored: &mut BTreeMap<Tp, i64>,
+) {
+    let changes = std::mem::take(&mut *shared.changes.lock().expect("not poisoned"));
+    let mut assigned = Vec::new();
+    for change in changes {
+        match change {
+            Change::Revoked(tp) => {
+                monitor.drop_input(&tp.0, tp.1);
+                pacing.revoked(&tp);
+                stored.remove(&tp);
+                assigned.retain(|a| *a != tp);
+            }
+            Change::Assigned(tp) => assigned.push(tp),
+        }
+    }
+    if assigned.is_empty() {
+        return;
+    }
+    for tp in &assigned {
+        if let Some(kind) = kind_of(cfg, &tp.0) {
+            monitor.expect_input(&tp.0, tp.1, kind);
+        }
+    }
+    for (tp, start) in start_offsets(cfg, consumer, &assigned) {
+        pacing.positions.assigned(tp, start);
+    }
+    let restored = tokio::task::spawn_blocking({
+        let cfg = Arc::clone(cfg);
+        move || restore::read(&cfg)
+    })
+    .await;
+    match restored {
+        Ok(Ok(r)) => {
+            let triggers = r.ledger.len();
+            monitor.extend_ledger(r.ledger);
+            let mut added = 0;
+            for p in r.baselines {
+                let id = p.id.clone();
+                if monitor.add_baseline(p) {
+                    tracing::info!(profile = %id, "baseline restored from the state topic");
+                    added += 1;
+                }
+            }
+            tracing::info!(
+                triggers,
+                baselines = added,
+                "state of the assigned partitions restored"
+            );
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot read the state and trigger topics back"),
+        Err(e) => tracing::error!(error = %e, "reading the state and trigger topics back failed"),
+    }
+}
+
+/// Where each assigned input starts: its committed offset, or where `auto.offset.reset` puts
+/// a partition without one.
+fn start_offsets(
+    cfg: &Config,
+    consumer: &StreamConsumer<SourceContext>,
+    assigned: &[Tp],
+) -> Vec<(Tp, i64)> {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in assigned {
+        tpl.add_partition(t, *p);
+    }
+    let committed = match consumer.committed_offsets(tpl, Duration::from_secs(5)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read committed offsets");
+            return Vec::new();
+        }
+    };
+    let mut starts = Vec::new();
+    for e in committed.elements() {
+        let tp = (e.topic().to_string(), e.partition());
+        let start = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => match consumer.fetch_watermarks(&tp.0, tp.1, Duration::from_secs(5)) {
+                Ok((lo, hi)) if cfg.kafka.auto_offset_reset == "latest" => hi.max(lo),
+                Ok((lo, _)) => lo,
+                Err(e) => {
+                    tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "no watermarks");
+                    continue;
+                }
+            },
+        };
+        starts.push((tp, start));
+    }
+    starts
+}
+
+/// Inputs paused and where inputs start.
+#[derive(Default)]
+struct Pacing {
+    paused: BTreeSet<Tp>,
+    positions: Positions,
+}
+
+impl Pacing {
+    fn revoked(&mut self, tp: &Tp) {
+        self.paused.remove(tp);
+        self.positions.revoked(tp);
+    }
+
+    /// Tells the monitor which inputs have nothing left to fetch.
+    fn idle(
+        &mut self,
+        consumer: &StreamConsumer<SourceContext>,
+        monitor: &mut Monitor,
+        out: &mut Vec<Output>,
+    ) {
+        let changed: Vec<(String, i32, bool)> = monitor
+            .inputs()
+            .filter_map(|v| {
+                let high = cached_high_watermark(consumer, v.topic, v.partition);
+                let idle = self.positions.idle(&v, high)?;
+                (idle != v.idle).then(|| (v.topic.to_string(), v.partition, idle))
+            })
+            .collect();
+        for (topic, partition, idle) in changed {
+            tracing::debug!(%topic, partition, idle, "input idle");
+            monitor.set_idle(&topic, partition, idle, out);
+        }
+    }
+
+    /// Pauses the inputs that run ahead, resumes those that are back within reach.
+    fn pace(
+        &mut self,
+        consumer: &StreamConsumer<SourceContext>,
+        monitor: &Monitor,
+        max_ahead_ms: i64,
+    ) {
+        let views: Vec<_> = monitor.inputs().collect();
+        let plan = pacing::plan(&views, &self.paused, max_ahead_ms);
+        for (tps, pause) in [(plan.pause, true), (plan.resume, false)] {
+            if tps.is_empty() {
+                continue;
+            }
+            let mut tpl = TopicPartitionList::new();
+            for (t, p) in &tps {
+                tpl.add_partition(t, *p);
+            }
+            let res = if pause {
+                consumer.pause(&tpl)
+            } else {
+                consumer.resume(&tpl)
+            };
+            if let Err(e) = res {
+                tracing::warn!(error = %e, pause, "pause/resume failed");
+                continue;
+            }
+            for tp in tps {
+                tracing::debug!(topic = %tp.0, partition = tp.1, pause, "input paced");
+                if pause {
+                    self.paused.insert(tp);
+                } else {
+                    self.paused.remove(&tp);
+                }
+            }
+        }
+    }
+}
+
+/// The high watermark librdkafka last saw for a partition (updated by every fetch response,
+/// no request of its own); `None` before the first.
+fn cached_high_watermark(
+    consumer: &StreamConsumer<SourceContext>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client handle is valid while `consumer` lives; librdkafka reads the
+    // NUL-terminated topic name and writes the two offsets, nothing else.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }
 
 /// Messages taken from the consumer at a time when they are ready.
@@ -354,11 +580,6 @@ fn process_batch<M: Message>(
     });
 }
 
-/// Key of a bootstrapped baseline on the state topic.
-pub fn state_key(group: &str, model_id: &str, version: Option<&str>) -> String {
-    format!("baseline/{group}/{model_id}/{}", version.unwrap_or("*"))
-}
-
 /// Stores the offsets the monitor no longer needs, after the outputs they produced are
 /// acknowledged.
 fn store_progress(
@@ -366,11 +587,12 @@ fn store_progress(
     consumer: &StreamConsumer<SourceContext>,
     monitor: &mut Monitor,
     sink: &KafkaSink,
-    stored: &mut BTreeMap<(String, i32), i64>,
+    stored: &mut BTreeMap<Tp, i64>,
 ) {
     // Bootstrapped baselines become durable before the offsets of their events are stored.
     for p in monitor.take_new_profiles() {
-        let key = state_key(&cfg.kafka.group_id, &p.model_id, p.model_version.as_deref());
+        let key =
+            super::restore::state_key(&cfg.kafka.group_id, &p.model_id, p.model_version.as_deref());
         sink.send_state(&key, &serde_json::to_vec(&*p).expect("profiles serialize"));
     }
     let progress = monitor.committable();

@@ -53,6 +53,11 @@ impl OffsetTracker {
         }
     }
 
+    /// Highest offset handled (or held).
+    pub fn last(&self) -> Option<i64> {
+        self.last
+    }
+
     /// Keeps `offset` from being committed until [`OffsetTracker::unpin`].
     pub fn pin(&mut self, offset: i64) {
         *self.pins.entry(offset).or_insert(0) += 1;
