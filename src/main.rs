@@ -305,8 +305,16 @@ fn run_command(cmd: Command) -> anyhow::Result<ExitCode> {
             };
             let stats = driftwatch::replay::replay(cfg, &args.input, out, dead)?;
             eprintln!(
-                "replayed {} lines: {} alerts, {} triggers, {} verdicts, {} dead letters",
-                stats.lines, stats.alerts, stats.triggers, stats.verdicts, stats.dead_letters
+                "replayed {} lines: {} alerts, {} triggers, {} verdicts, {} dead letters; \
+                 {} late events, {} labels joined, {} join misses",
+                stats.lines,
+                stats.alerts,
+                stats.triggers,
+                stats.verdicts,
+                stats.dead_letters,
+                stats.late,
+                stats.labels_joined,
+                stats.join_misses
             );
             Ok(ExitCode::SUCCESS)
         }

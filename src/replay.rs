@@ -29,6 +29,13 @@ pub struct ReplayStats {
     pub triggers: u64,
     /// Verdicts emitted.
     pub verdicts: u64,
+    /// Events for windows already closed (`driftwatch_late_events_total` of the service).
+    pub late: u64,
+    /// Labels and features whose prediction never came or had expired
+    /// (`driftwatch_join_misses_total`).
+    pub join_misses: u64,
+    /// Labels joined to their prediction.
+    pub labels_joined: u64,
 }
 
 /// Bytes of whole lines handed to the decoding thread at a time.
@@ -156,6 +163,15 @@ fn replay_in_chunks<W: Write, D: Write>(
     monitor.finish(&mut outputs);
     emit(&mut sink, &mut outputs, &mut stats)?;
     sink.gating_mut().flush()?;
+    let counts = monitor.counts();
+    stats.late = counts.late;
+    stats.join_misses = counts.join_misses;
+    stats.labels_joined = counts
+        .events
+        .iter()
+        .filter(|((kind, outcome), _)| *kind == "label" && outcome.starts_with("joined"))
+        .map(|(_, n)| n)
+        .sum();
     Ok(stats)
 }
 

@@ -78,6 +78,13 @@ pub struct Telemetry {
     pub assigned_partitions: IntGauge,
     /// Models tracked.
     pub models: IntGauge,
+    /// Labels and features held for a prediction not seen yet, by kind (`label`, `features`).
+    pub held_for_join: IntGaugeVec,
+    /// Input partitions paused because they ran ahead in event time.
+    pub paused_partitions: IntGauge,
+    /// Event-time watermark per model, seconds since the epoch: windows ending before it are
+    /// closed.
+    pub watermark: GaugeVec,
     /// Drift score per feature and method.
     pub drift_score: GaugeVec,
     /// 1 when the feature drifted in the last window.
@@ -203,6 +210,28 @@ impl Telemetry {
             .expect("unique");
         let models = IntGauge::new("driftwatch_models", "Model versions tracked").expect("valid");
         r.register(Box::new(models.clone())).expect("unique");
+        let held_for_join = IntGaugeVec::new(
+            prometheus::Opts::new(
+                "driftwatch_held_for_join",
+                "Labels and features waiting for their prediction",
+            ),
+            &["kind"],
+        )
+        .expect("valid");
+        r.register(Box::new(held_for_join.clone())).expect("unique");
+        let paused_partitions = IntGauge::new(
+            "driftwatch_paused_partitions",
+            "Input partitions paused because they ran ahead of the slowest in event time",
+        )
+        .expect("valid");
+        r.register(Box::new(paused_partitions.clone()))
+            .expect("unique");
+        let watermark = gauge(
+            &r,
+            "driftwatch_watermark_seconds",
+            "Event-time watermark of a model (windows ending before it are closed), seconds since the epoch",
+            &["model_id"],
+        );
         let mv = ["model_id", "model_version"];
         let drift_score = gauge(
             &r,
@@ -272,6 +301,9 @@ impl Telemetry {
             output_failures,
             assigned_partitions,
             models,
+            held_for_join,
+            paused_partitions,
+            watermark,
             drift_score,
             drift_detected,
             dataset_drift_share,

@@ -56,7 +56,9 @@ fn of_type<'a>(outputs: &'a [Value], t: &str) -> Vec<&'a Value> {
 /// longer so that the outputs they caused are published.
 fn wait_consumed(dw: &mut Driftwatch, n: u64, timeout: Duration) {
     dw.wait_metric_at_least("driftwatch_events_total", PREDICTIONS, n as f64, timeout);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Inputs with nothing left turn idle after `kafka.idle_after` (1 s here), then the last
+    // windows close and their outputs are published within a tick.
+    std::thread::sleep(Duration::from_millis(2500));
 }
 
 fn drift_generator(events: u64, drift_at: u64, features: &[&str]) -> GeneratorConfig {

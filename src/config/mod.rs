@@ -264,6 +264,12 @@ pub struct KafkaConfig {
     /// topic is far ahead (a backlog, labels produced first).
     #[serde(with = "humantime_serde")]
     pub max_time_ahead: Duration,
+    /// How long an input partition must have had nothing left to fetch before it stops holding
+    /// the watermarks back (Kafka Streams' `max.task.idle.ms`): a partition read up to the
+    /// producers' head is momentarily empty many times a second, and its next events must not
+    /// be late for that.
+    #[serde(with = "humantime_serde")]
+    pub idle_after: Duration,
 }
 
 /// A librdkafka property value. Dotted property names (`security.protocol`) may arrive split
@@ -331,6 +337,7 @@ impl Default for KafkaConfig {
             session_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
             max_time_ahead: Duration::from_secs(10),
+            idle_after: Duration::from_secs(3),
             check_copartitioning: true,
             auto_offset_reset: "earliest".into(),
         }

@@ -37,7 +37,7 @@ use crate::state::{same_str, Baselines, Input};
 use crate::telemetry::{Counts, Telemetry};
 use version::{
     activate, predicted_positive, record_label, record_late_features, record_prediction,
-    version_slot, LabelRef, ModelState, Phase, VersionState,
+    version_slot, LabelRef, ModelState, Phase, VersionState, Waiting,
 };
 
 /// Events processed between two checks of the watermarks. Watermarks only ever hold panes
@@ -81,6 +81,13 @@ pub struct InputView<'a> {
     pub idle: bool,
     /// Offset after the last message it delivered.
     pub next_offset: Option<i64>,
+}
+
+/// Most predictions a bootstrapping version keeps waiting for its model's watermark (four
+/// times `baseline.bootstrap_events`, at least 4,096); beyond it the earliest are fed to the
+/// baseline regardless.
+fn waiting_cap(cfg: &Config) -> usize {
+    cfg.baseline.bootstrap_events.saturating_mul(4).max(4096)
 }
 
 /// What a watermark check found for one model.
@@ -151,6 +158,10 @@ pub struct Monitor {
     buffers: crate::event::DecodeBuffers,
     /// Origins of held labels and features given up, to unpin.
     evicted: Vec<Origin>,
+    /// Predictions put in a bootstrapping version's waiting queue so far.
+    waiting_seq: u64,
+    /// A model whose waiting predictions went over the cap.
+    waiting_overflow: Option<usize>,
 }
 
 impl Monitor {
@@ -182,6 +193,8 @@ impl Monitor {
             new_profiles: Vec::new(),
             buffers: Default::default(),
             evicted: Vec::new(),
+            waiting_seq: 0,
+            waiting_overflow: None,
         }
     }
 
@@ -240,6 +253,14 @@ impl Monitor {
         telemetry.flush_counts(&mut self.counts);
         let versions: usize = self.models().map(|m| m.versions.len()).sum();
         telemetry.models.set(versions as i64);
+        telemetry
+            .held_for_join
+            .with_label_values(&["label"])
+            .set(self.joins.early_labels.len() as i64);
+        telemetry
+            .held_for_join
+            .with_label_values(&["features"])
+            .set(self.joins.early_features.len() as i64);
     }
 
     fn models(&self) -> impl Iterator<Item = &ModelState> {
@@ -477,8 +498,14 @@ impl Monitor {
     /// Applies an admitted event and checks the watermarks every [`ADVANCE_EVERY`] events.
     fn handle(&mut self, ii: usize, e: &Event<'_>, input: Input<'_>, out: &mut Vec<Output>) {
         let kind = e.kind;
-        let outcome = self.apply(ii, e, input);
-        self.counts.event(kind.as_str(), outcome);
+        let outcome = self.apply(ii, e, input, false);
+        if outcome != "waiting" {
+            // Counted when it leaves the queue.
+            self.counts.event(kind.as_str(), outcome);
+        }
+        if let Some(mi) = self.waiting_overflow.take() {
+            self.release_model(mi, i64::MIN);
+        }
         self.since_advance += 1;
         if self.since_advance >= ADVANCE_EVERY {
             self.advance(out);
@@ -492,12 +519,12 @@ impl Monitor {
             let d = self.inputs[ii].clock.settle(self.max_skew_ms);
             self.resolve_held(ii, d, out);
         }
-        self.counts.join_misses +=
-            (self.joins.early_labels.len() + self.joins.early_features.len()) as u64;
         for i in self.inputs.iter_mut() {
             i.idle = true;
         }
         self.close_windows(out, true);
+        self.counts.join_misses +=
+            (self.joins.early_labels.len() + self.joins.early_features.len()) as u64;
     }
 
     /// Next offset to commit per input `(topic, partition)`: every earlier event is reflected
@@ -533,20 +560,100 @@ impl Monitor {
         res
     }
 
-    fn apply(&mut self, ii: usize, e: &Event<'_>, input: Input<'_>) -> &'static str {
+    /// Applies one admitted event; `from_waiting` when it comes out of a bootstrapping
+    /// version's waiting predictions.
+    fn apply(
+        &mut self,
+        ii: usize,
+        e: &Event<'_>,
+        input: Input<'_>,
+        from_waiting: bool,
+    ) -> &'static str {
         let origin = Origin {
             input: ii as u32,
             offset: input.offset,
         };
         let (outcome, pane) = match e.kind {
-            EventKind::Prediction => self.apply_prediction(e, input, origin),
+            EventKind::Prediction => self.apply_prediction(e, input, origin, from_waiting),
             EventKind::Label => self.apply_label(e, origin),
             EventKind::Features => self.apply_features(e, origin),
         };
-        if outcome != "held" {
+        if !matches!(outcome, "held" | "waiting") {
             self.inputs[ii].offsets.note(pane, input.offset);
         }
         outcome
+    }
+
+    /// Feeds the predictions waiting in bootstrapping versions to them, earliest first, as far
+    /// as each model's watermark allows (all of them at the end of a replay); once a version
+    /// is active, the rest of its waiting predictions are recorded into its window. A version
+    /// with more than four times `baseline.bootstrap_events` waiting (a model whose watermark
+    /// does not move) is fed its earliest regardless.
+    fn release_waiting(&mut self, at_end: bool) {
+        for mi in 0..self.models.len() {
+            let Some(model) = self.models[mi].as_ref() else {
+                continue;
+            };
+            if model.versions.iter().all(|v| v.waiting.is_empty()) {
+                continue;
+            }
+            let watermark = if at_end {
+                i64::MAX
+            } else {
+                match watermark_of(&self.inputs, &model.feeders) {
+                    Some(c) => c.saturating_sub(self.lateness_ms),
+                    None => continue,
+                }
+            };
+            self.release_model(mi, watermark);
+        }
+    }
+
+    /// Releases model `mi`'s waiting predictions up to `watermark`, those of active versions,
+    /// and those beyond the cap, earliest first.
+    fn release_model(&mut self, mi: usize, watermark: i64) {
+        let cap = waiting_cap(&self.cfg);
+        while let Some(model) = self.models[mi].as_mut() {
+            let next = model
+                .versions
+                .iter()
+                .enumerate()
+                .filter_map(|(vi, v)| {
+                    let w = v.waiting.peek()?;
+                    let due = matches!(v.phase, Phase::Active(_))
+                        || w.ts <= watermark
+                        || v.waiting.len() > cap;
+                    due.then_some((w.ts, w.seq, vi))
+                })
+                .min();
+            let Some((_, _, vi)) = next else {
+                break;
+            };
+            let w = model.versions[vi].waiting.pop().expect("peeked");
+            self.apply_waiting(w);
+        }
+    }
+
+    fn apply_waiting(&mut self, w: Waiting) {
+        let ii = w.origin.input as usize;
+        let inp = &mut self.inputs[ii];
+        inp.offsets.unpin(w.origin.offset);
+        if inp.dropped {
+            return;
+        }
+        let (topic, partition) = (inp.topic.clone(), inp.partition);
+        let Ok(e) = decode(&w.payload, Some(EventKind::Prediction), usize::MAX) else {
+            return;
+        };
+        let input = Input {
+            kind: Some(EventKind::Prediction),
+            topic: &topic,
+            partition,
+            offset: w.origin.offset,
+            payload: &w.payload,
+        };
+        let outcome = self.apply(ii, &e, input, true);
+        self.counts.event(EventKind::Prediction.as_str(), outcome);
     }
 
     fn apply_prediction(
@@ -554,6 +661,7 @@ impl Monitor {
         e: &Event<'_>,
         input: Input<'_>,
         origin: Origin,
+        from_waiting: bool,
     ) -> (&'static str, Option<i64>) {
         let Some(mi) = self.model_slot(&e.model_id) else {
             return ("limit", None);
@@ -571,6 +679,7 @@ impl Monitor {
             keep_recent,
             new_profiles,
             joins,
+            waiting_seq,
             ..
         } = self;
         let model = models[mi].as_mut().expect("live model");
@@ -586,8 +695,30 @@ impl Monitor {
         ) else {
             return ("limit", None);
         };
-        let (outcome, pane, groups) =
-            record_prediction(&mut model.versions[vi], e, origin, cfg, counts);
+        let (outcome, pane, groups) = record_prediction(
+            &mut model.versions[vi],
+            e,
+            origin,
+            from_waiting,
+            cfg,
+            counts,
+        );
+        if outcome == "waiting" {
+            *waiting_seq += 1;
+            model.versions[vi].waiting.push(Waiting {
+                ts: e.timestamp_ms,
+                seq: *waiting_seq,
+                origin,
+                payload: input.payload.to_vec(),
+            });
+            self.inputs[origin.input as usize]
+                .offsets
+                .pin(origin.offset);
+            if model.versions[vi].waiting.len() > waiting_cap(cfg) {
+                self.waiting_overflow = Some(mi);
+            }
+            return ("waiting", None);
+        }
         if outcome == "bootstrapped" {
             if let Phase::Active(a) = &model.versions[vi].phase {
                 let profile = Arc::clone(&a.profile);
@@ -599,7 +730,11 @@ impl Monitor {
                         && matches!(other.phase, Phase::Bootstrapping { .. })
                         && baselines.find(&model.model_id, &other.version).is_none()
                     {
-                        other.phase = Phase::Active(Box::new(activate(Arc::clone(&profile), cfg)));
+                        other.phase = Phase::Active(Box::new(activate(
+                            Arc::clone(&profile),
+                            cfg,
+                            Some(e.timestamp_ms),
+                        )));
                     }
                 }
             }
@@ -812,6 +947,7 @@ impl Monitor {
     }
 
     fn close_windows(&mut self, out: &mut Vec<Output>, at_end: bool) {
+        self.release_waiting(at_end);
         let slide_ms = self.slide_ms;
         for mi in 0..self.models.len() {
             let Some(model) = self.models[mi].as_mut() else {
@@ -828,6 +964,11 @@ impl Monitor {
             };
             if watermark < model.next_close_ms && !at_end {
                 continue;
+            }
+            if let Some(t) = &self.telemetry {
+                t.watermark
+                    .with_label_values(&[&model.model_id])
+                    .set(watermark as f64 / 1000.0);
             }
             model.next_close_ms = (watermark.div_euclid(slide_ms) + 1) * slide_ms;
             let Monitor {

@@ -21,6 +21,10 @@ pub(super) struct Active {
     pub(super) window: SlidingWindow<Pane>,
     /// Per-feature mark of the last event that carried it, to count absent features.
     pub(super) last_seen: Vec<u64>,
+    /// Start of the first pane: a bootstrapped baseline's window starts with the pane after
+    /// the last bootstrap event, so that it covers the same events whatever order the inputs
+    /// were read in; events before it count as bootstrap events.
+    pub(super) starts_ms: i64,
 }
 
 #[derive(Debug)]
@@ -35,6 +39,36 @@ pub(super) enum Phase {
     Active(Box<Active>),
 }
 
+/// A prediction of a version still bootstrapping, waiting for the model's watermark: the
+/// baseline is made of the version's first events in event time, not in arrival order, so that
+/// it is the same however the inputs were interleaved.
+#[derive(Debug)]
+pub(super) struct Waiting {
+    pub(super) ts: i64,
+    /// Arrival number (ties in time keep arrival order).
+    pub(super) seq: u64,
+    pub(super) origin: Origin,
+    pub(super) payload: Vec<u8>,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, o: &Self) -> bool {
+        (self.ts, self.seq) == (o.ts, o.seq)
+    }
+}
+impl Eq for Waiting {}
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Waiting {
+    /// Reversed, so that a `BinaryHeap` pops the earliest first.
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (o.ts, o.seq).cmp(&(self.ts, self.seq))
+    }
+}
+
 /// State of one model version.
 #[derive(Debug)]
 pub(super) struct VersionState {
@@ -47,6 +81,8 @@ pub(super) struct VersionState {
     pub(super) policy: VersionPolicy,
     pub(super) events: u64,
     pub(super) recent: crate::sink::snapshot::RecentEvents,
+    /// Predictions that arrived while bootstrapping, earliest first.
+    pub(super) waiting: std::collections::BinaryHeap<Waiting>,
 }
 
 /// State of one model: its versions, their canary comparison, and the inputs that feed it.
@@ -117,6 +153,9 @@ pub(super) fn record_label(
     let Phase::Active(a) = &mut v.phase else {
         return ("joined_bootstrap", None);
     };
+    if l.ts < a.starts_ms {
+        return ("joined_bootstrap", None);
+    }
     let idx = a.window.pane_of(l.ts);
     let Some(pane) = a.window.pane_mut(l.ts) else {
         counts.late += 1;
@@ -171,7 +210,7 @@ pub(super) fn version_slot(
         Phase::Bootstrapping { .. } => None,
     });
     let phase = match baselines.find(&model.model_id, version).or(shared) {
-        Some(p) => Phase::Active(Box::new(activate(p, cfg))),
+        Some(p) => Phase::Active(Box::new(activate(p, cfg, None))),
         None => Phase::Bootstrapping {
             builder: Box::new(ProfileBuilder::new(
                 &model.model_id,
@@ -194,6 +233,7 @@ pub(super) fn version_slot(
         attributes: Vec::new(),
         policy: VersionPolicy::new(&model.model_id, version),
         events: 0,
+        waiting: Default::default(),
         // Only a trigger's snapshot reads the recent events: none are kept without snapshots or
         // when the model's triggers are disabled.
         recent: {
@@ -209,9 +249,20 @@ pub(super) fn version_slot(
     Some(model.versions.len() - 1)
 }
 
-pub(super) fn activate(profile: Arc<Profile>, cfg: &Config) -> Active {
+/// A version's window against `profile`; `bootstrapped_at` is the time of the last bootstrap
+/// event when the profile was bootstrapped from the version's own traffic.
+pub(super) fn activate(
+    profile: Arc<Profile>,
+    cfg: &Config,
+    bootstrapped_at: Option<i64>,
+) -> Active {
     let empty = Pane::new(&profile);
+    let slide_ms = cfg.window.slide.as_millis() as i64;
+    let starts_ms = bootstrapped_at.map_or(i64::MIN, |t| {
+        (t.div_euclid(slide_ms) + 1).saturating_mul(slide_ms)
+    });
     Active {
+        starts_ms,
         lookup: FeatureLookup::new(&profile),
         window: SlidingWindow::new(
             cfg.window.slide.as_millis() as i64,
@@ -242,9 +293,14 @@ pub(super) fn record_prediction(
     v: &mut VersionState,
     e: &Event<'_>,
     origin: Origin,
+    from_waiting: bool,
     cfg: &Config,
     counts: &mut Counts,
 ) -> (&'static str, Option<i64>, Groups) {
+    if !from_waiting && matches!(v.phase, Phase::Bootstrapping { .. }) {
+        // The caller keeps it in `waiting` until the model's watermark passes it.
+        return ("waiting", None, [NO_GROUP; MAX_JOIN_ATTRIBUTES]);
+    }
     v.events += 1;
     // Attributes are indexed whatever the phase, so joins can carry group indices.
     let wanted = &cfg.fairness.attributes;
@@ -293,7 +349,11 @@ pub(super) fn record_prediction(
                             profile = %profile.id,
                             "baseline bootstrapped"
                         );
-                        v.phase = Phase::Active(Box::new(activate(Arc::new(profile), cfg)));
+                        v.phase = Phase::Active(Box::new(activate(
+                            Arc::new(profile),
+                            cfg,
+                            Some(e.timestamp_ms),
+                        )));
                         return ("bootstrapped", None, groups);
                     }
                     Err(err) => {
@@ -303,6 +363,7 @@ pub(super) fn record_prediction(
             }
             ("bootstrap", None, groups)
         }
+        Phase::Active(a) if e.timestamp_ms < a.starts_ms => ("bootstrap", None, groups),
         Phase::Active(a) => {
             let idx = a.window.pane_of(e.timestamp_ms);
             let mark = v.events;
@@ -456,6 +517,7 @@ pub(super) fn record_late_features(
             }
             ("joined_bootstrap", None)
         }
+        Phase::Active(a) if ts < a.starts_ms => ("joined_bootstrap", None),
         Phase::Active(a) => {
             let idx = a.window.pane_of(ts);
             v.events += 1;

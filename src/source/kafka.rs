@@ -238,8 +238,8 @@ pub async fn run(
                     rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored)
                         .await;
                 }
-                pacing.idle(&consumer, &mut monitor, &mut outputs);
-                pacing.pace(&consumer, &monitor, max_ahead_ms);
+                pacing.idle(&consumer, &mut monitor, cfg.kafka.idle_after, &mut outputs);
+                pacing.pace(&consumer, &monitor, max_ahead_ms, &telemetry);
                 monitor.advance(&mut outputs);
                 outputs.drain(..).for_each(|o| outputs_to.publish_live(&o));
                 store_progress(&cfg, &consumer, &mut monitor, &sink, &mut stored);
@@ -291,7 +291,7 @@ pub async fn run(
                     process_batch(&cfg, &batch, &mut monitor, &mut outputs, &mut |o| {
                         outputs_to.publish_live(o);
                     });
-                    pacing.pace(&consumer, &monitor, max_ahead_ms);
+                    pacing.pace(&consumer, &monitor, max_ahead_ms, &telemetry);
                 }
                 if ended {
                     break;
@@ -437,13 +437,15 @@ impl Pacing {
         &mut self,
         consumer: &StreamConsumer<SourceContext>,
         monitor: &mut Monitor,
+        idle_after: Duration,
         out: &mut Vec<Output>,
     ) {
+        let now = std::time::Instant::now();
         let changed: Vec<(String, i32, bool)> = monitor
             .inputs()
             .filter_map(|v| {
                 let high = cached_high_watermark(consumer, v.topic, v.partition);
-                let idle = self.positions.idle(&v, high)?;
+                let idle = self.positions.idle(&v, high, now, idle_after)?;
                 (idle != v.idle).then(|| (v.topic.to_string(), v.partition, idle))
             })
             .collect();
@@ -459,6 +461,7 @@ impl Pacing {
         consumer: &StreamConsumer<SourceContext>,
         monitor: &Monitor,
         max_ahead_ms: i64,
+        telemetry: &Telemetry,
     ) {
         let views: Vec<_> = monitor.inputs().collect();
         let plan = pacing::plan(&views, &self.paused, max_ahead_ms);
@@ -488,6 +491,7 @@ impl Pacing {
                 }
             }
         }
+        telemetry.paused_partitions.set(self.paused.len() as i64);
     }
 }
 

@@ -3,10 +3,11 @@
 //! The broker delivers whichever partition it fetched first; a file has one order, a consumer
 //! group has many. Two rules make the live service see what a replay of the same events sees:
 //!
-//! - **Idle inputs.** An input (topic partition) whose position has reached its high watermark
-//!   has nothing left to fetch: it is reported idle and does not hold the watermarks back. One
-//!   with data still to fetch does, however slowly it arrives (Kafka Streams'
-//!   `max.task.idle.ms` rule).
+//! - **Idle inputs.** An input (topic partition) whose position has stayed at its high
+//!   watermark for `kafka.idle_after` has nothing left to fetch: it is reported idle and does
+//!   not hold the watermarks back. One with data still to fetch does, however slowly it arrives
+//!   (Kafka Streams' `max.task.idle.ms` rule); so does one read up to the producers' head,
+//!   which is empty for a moment many times a second.
 //! - **Pausing.** An input whose event time runs more than `kafka.max_time_ahead` ahead of the
 //!   slowest input that still has data is paused, and resumed once it is within half of that,
 //!   so that what is buffered ahead of the watermarks (panes of future windows, labels waiting
@@ -62,6 +63,8 @@ pub struct Positions {
     /// Where each assigned input starts, for inputs that delivered nothing yet (its committed
     /// offset, or where `auto.offset.reset` puts it).
     start: BTreeMap<Tp, i64>,
+    /// Since when each input has been seen at its end.
+    at_end: BTreeMap<Tp, std::time::Instant>,
 }
 
 impl Positions {
@@ -73,17 +76,27 @@ impl Positions {
     /// Forgets a revoked input.
     pub fn revoked(&mut self, tp: &Tp) {
         self.start.remove(tp);
+        self.at_end.remove(tp);
     }
 
-    /// Whether `input` has nothing left to fetch, given the high watermark of its partition;
-    /// `None` when that is not known.
-    pub fn idle(&self, input: &InputView<'_>, high: Option<i64>) -> Option<bool> {
-        let position = input.next_offset.or_else(|| {
-            self.start
-                .get(&(input.topic.to_string(), input.partition))
-                .copied()
-        })?;
-        Some(position >= high?)
+    /// Whether `input` is idle at `now`: it has had nothing left to fetch (its position at the
+    /// high watermark of its partition, `high`) for at least `idle_after`. `None` when that is
+    /// not known.
+    pub fn idle(
+        &mut self,
+        input: &InputView<'_>,
+        high: Option<i64>,
+        now: std::time::Instant,
+        idle_after: std::time::Duration,
+    ) -> Option<bool> {
+        let tp = (input.topic.to_string(), input.partition);
+        let position = input.next_offset.or_else(|| self.start.get(&tp).copied())?;
+        if position < high? {
+            self.at_end.remove(&tp);
+            return Some(false);
+        }
+        let since = *self.at_end.entry(tp).or_insert(now);
+        Some(now.duration_since(since) >= idle_after)
     }
 }
 
@@ -147,22 +160,29 @@ mod tests {
     }
 
     #[test]
-    fn an_input_is_idle_when_its_position_reaches_the_high_watermark() {
+    fn an_input_is_idle_once_its_position_stayed_at_the_high_watermark() {
+        use std::time::{Duration, Instant};
+        let after = Duration::from_secs(3);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
         let mut pos = Positions::default();
         let fresh = view("labels", 2, None, false);
         // Nothing known yet.
-        assert_eq!(pos.idle(&fresh, Some(10)), None);
+        assert_eq!(pos.idle(&fresh, Some(10), at(0), after), None);
         pos.assigned(tp("labels", 2), 10);
-        assert_eq!(pos.idle(&fresh, Some(10)), Some(true));
-        assert_eq!(pos.idle(&fresh, Some(11)), Some(false));
-        assert_eq!(pos.idle(&fresh, None), None);
-        // Once it delivered, its own position counts.
+        assert_eq!(pos.idle(&fresh, Some(10), at(0), after), Some(false));
+        assert_eq!(pos.idle(&fresh, Some(10), at(2), after), Some(false));
+        assert_eq!(pos.idle(&fresh, Some(10), at(3), after), Some(true));
+        assert_eq!(pos.idle(&fresh, None, at(4), after), None);
+        // Data again: not idle, and the wait starts over.
+        assert_eq!(pos.idle(&fresh, Some(11), at(5), after), Some(false));
         let seen = InputView {
             next_offset: Some(11),
             ..fresh
         };
-        assert_eq!(pos.idle(&seen, Some(11)), Some(true));
+        assert_eq!(pos.idle(&seen, Some(11), at(6), after), Some(false));
+        assert_eq!(pos.idle(&seen, Some(11), at(9), after), Some(true));
         pos.revoked(&tp("labels", 2));
-        assert_eq!(pos.idle(&fresh, Some(10)), None);
+        assert_eq!(pos.idle(&fresh, Some(10), at(9), after), None);
     }
 }

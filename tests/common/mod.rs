@@ -373,13 +373,7 @@ pub fn produce_generated(topics: &Topics, cfg: GeneratorConfig) -> u64 {
 /// are acknowledged. Use it to send one generated stream in several parts. Returns the messages
 /// sent.
 pub fn produce_lines(topics: &Topics, lines: impl IntoIterator<Item = (String, String)>) -> u64 {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &topics.brokers)
-        .set("linger.ms", "5")
-        .set("enable.idempotence", "true")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .expect("producer");
+    let producer = bulk_producer(&topics.brokers);
     let mut sent = 0u64;
     for (model, line) in lines {
         let topic = if line.contains("\"prediction\"") {
@@ -387,28 +381,49 @@ pub fn produce_lines(topics: &Topics, lines: impl IntoIterator<Item = (String, S
         } else {
             &topics.labels
         };
-        let mut record = BaseRecord::to(topic).key(&model).payload(&line);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    r,
-                )) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err((e, _)) => panic!("cannot produce to {topic}: {e}"),
-            }
-        }
+        send_waiting(&producer, BaseRecord::to(topic).key(&model).payload(&line));
         sent += 1;
     }
     producer
         .flush(Duration::from_secs(60))
         .expect("all produced messages acknowledged");
     sent
+}
+
+/// An idempotent producer with a deep local queue, for sending many messages in order.
+pub fn bulk_producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer")
+}
+
+/// Sends `record`, waiting while the producer's local queue is full.
+pub fn send_waiting<
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+>(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    mut record: BaseRecord<'_, K, P>,
+) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                r,
+            )) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err((e, r)) => panic!("cannot produce to {}: {e}", r.topic),
+        }
+    }
 }
 
 /// One message to produce verbatim.
@@ -725,6 +740,8 @@ impl MonitorConfig {
         put("kafka", "group_id", q(&self.group_id));
         put("kafka", "session_timeout", ms(self.session_timeout));
         put("kafka", "drain_timeout", ms(self.drain_timeout));
+        // Test streams are produced in one go: a partition read to its end stays there.
+        put("kafka", "idle_after", ms(Duration::from_secs(1)));
         put("topics", "predictions", q(&t.predictions));
         put("topics", "features", q(&t.features));
         put("topics", "labels", q(&t.labels));
