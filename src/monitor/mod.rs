@@ -90,22 +90,36 @@ fn waiting_cap(cfg: &Config) -> usize {
     cfg.baseline.bootstrap_events.saturating_mul(4).max(4096)
 }
 
-/// What a watermark check found for one model.
+/// Event time a model's inputs have all reached, the watermark before lateness; `None` while
+/// one of them, not idle, has no clock yet.
+///
+/// A model's windows are made of its predictions: prediction inputs that are idle do not hold
+/// it back while another prediction input is active, and when every prediction input is idle
+/// it stands at the newest of them. Label and feature inputs hold it back while active, but
+/// never carry it past the predictions: labels of a resumed stream often reach the broker
+/// before their predictions, and an idle prediction partition must not let them close the
+/// windows its next predictions belong to.
 fn watermark_of(inputs: &[InputState], feeders: &[u32]) -> Option<i64> {
-    let (mut active, mut idle) = (None::<i64>, None::<i64>);
+    let min = |a: Option<i64>, t: i64| Some(a.map_or(t, |a| a.min(t)));
+    let (mut predictions, mut idle_predictions, mut others) = (None, None::<i64>, None);
     for &f in feeders {
         let inp = &inputs[f as usize];
         if inp.dropped {
             continue;
         }
+        let prediction = inp.kind == EventKind::Prediction;
         match (inp.idle, inp.clock.floor()) {
-            (false, Some(t)) => active = Some(active.map_or(t, |a| a.min(t))),
             (false, None) => return None,
-            (true, Some(t)) => idle = Some(idle.map_or(t, |a| a.max(t))),
-            (true, None) => {}
+            (false, Some(t)) if prediction => predictions = min(predictions, t),
+            (false, Some(t)) => others = min(others, t),
+            (true, Some(t)) if prediction => {
+                idle_predictions = Some(idle_predictions.map_or(t, |a| a.max(t)))
+            }
+            (true, _) => {}
         }
     }
-    active.or(idle)
+    let p = predictions.or(idle_predictions)?;
+    Some(others.map_or(p, |o| o.min(p)))
 }
 
 /// The version a joined label or late features belong to, unless it is gone (counted as a
@@ -1092,5 +1106,74 @@ impl Monitor {
                 out,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(kind: EventKind, clock: Option<i64>, idle: bool) -> InputState {
+        let mut c = InputClock::default();
+        if let Some(t) = clock {
+            for _ in 0..crate::state::clock::CONFIRM_EVENTS {
+                c.admit(t, 60_000);
+            }
+            c.settle(60_000);
+        }
+        InputState {
+            topic: kind.as_str().to_string(),
+            partition: 0,
+            kind,
+            clock: c,
+            held: Vec::new(),
+            idle,
+            dropped: false,
+            offsets: OffsetTracker::default(),
+        }
+    }
+
+    #[test]
+    fn watermarks_follow_the_predictions_and_wait_for_every_active_input() {
+        use EventKind::{Label, Prediction};
+        let all = [0, 1, 2];
+        // Every input active: the slowest.
+        let inputs = [
+            input(Prediction, Some(10_000), false),
+            input(Prediction, Some(12_000), false),
+            input(Label, Some(9_000), false),
+        ];
+        assert_eq!(watermark_of(&inputs, &all), Some(9_000));
+        // An active input without a clock holds everything.
+        let inputs = [
+            input(Prediction, Some(10_000), false),
+            input(Prediction, None, false),
+            input(Label, Some(9_000), false),
+        ];
+        assert_eq!(watermark_of(&inputs, &all), None);
+        // An idle prediction partition does not hold back the active one.
+        let inputs = [
+            input(Prediction, Some(10_000), false),
+            input(Prediction, Some(4_000), true),
+            input(Label, Some(11_000), false),
+        ];
+        assert_eq!(watermark_of(&inputs, &all), Some(10_000));
+        // Labels flowing while every prediction partition is idle do not carry the
+        // watermark past the predictions.
+        let inputs = [
+            input(Prediction, Some(10_000), true),
+            input(Prediction, Some(8_000), true),
+            input(Label, Some(30_000), false),
+        ];
+        assert_eq!(watermark_of(&inputs, &all), Some(10_000));
+        // Everything idle: the newest prediction.
+        let inputs = [
+            input(Prediction, Some(10_000), true),
+            input(Prediction, Some(8_000), true),
+            input(Label, Some(10_500), true),
+        ];
+        assert_eq!(watermark_of(&inputs, &all), Some(10_000));
+        // Only the model's own inputs count.
+        assert_eq!(watermark_of(&inputs, &[1]), Some(8_000));
     }
 }

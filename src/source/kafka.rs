@@ -287,6 +287,7 @@ pub async fn run(
                         rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored)
                             .await;
                     }
+                    pacing.wake(&consumer, &mut monitor);
                     consumed += batch.len() as u64;
                     process_batch(&cfg, &batch, &mut monitor, &mut outputs, &mut |o| {
                         outputs_to.publish_live(o);
@@ -452,6 +453,28 @@ impl Pacing {
         for (topic, partition, idle) in changed {
             tracing::debug!(%topic, partition, idle, "input idle");
             monitor.set_idle(&topic, partition, idle, out);
+        }
+    }
+
+    /// Tells the monitor which idle inputs have data to fetch again. Run before every batch: a
+    /// fetch response that brings one partition's new messages updates the high watermarks of
+    /// the others it covers, so an idle input that is about to deliver holds the watermarks
+    /// back before the other inputs' messages of the same response are processed.
+    fn wake(&mut self, consumer: &StreamConsumer<SourceContext>, monitor: &mut Monitor) {
+        let woken: Vec<(String, i32)> = monitor
+            .inputs()
+            .filter(|v| v.idle)
+            .filter_map(|v| {
+                let high = cached_high_watermark(consumer, v.topic, v.partition)?;
+                let position = v
+                    .next_offset
+                    .or_else(|| self.positions.start(v.topic, v.partition))?;
+                (position < high).then(|| (v.topic.to_string(), v.partition))
+            })
+            .collect();
+        for (topic, partition) in woken {
+            tracing::debug!(%topic, partition, "input has data again");
+            monitor.set_idle(&topic, partition, false, &mut Vec::new());
         }
     }
 

@@ -73,6 +73,11 @@ impl Positions {
         self.start.insert(tp, start);
     }
 
+    /// Where an input that delivered nothing yet starts.
+    pub fn start(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.start.get(&(topic.to_string(), partition)).copied()
+    }
+
     /// Forgets a revoked input.
     pub fn revoked(&mut self, tp: &Tp) {
         self.start.remove(tp);
