@@ -167,7 +167,7 @@ pub struct Monitor {
     snapshots: Option<crate::sink::snapshot::SnapshotWriter>,
     /// Whether versions keep their recent events (only snapshots read them).
     keep_recent: bool,
-    new_profiles: Vec<Arc<Profile>>,
+    new_profiles: Vec<(Arc<Profile>, i64)>,
     /// The lists [`Monitor::process`] decodes into, kept from message to message.
     buffers: crate::event::DecodeBuffers,
     /// Origins of held labels and features given up, to unpin.
@@ -214,8 +214,9 @@ impl Monitor {
 
     /// Baselines bootstrapped since the last call, to be made durable (the Kafka service writes
     /// them to the compacted state topic before it commits the offsets of the events they came
-    /// from, and reads them back when it is assigned partitions).
-    pub fn take_new_profiles(&mut self) -> Vec<Arc<Profile>> {
+    /// from, and reads them back when it is assigned partitions), each with the start of its
+    /// first window (see [`Monitor::add_baseline`]).
+    pub fn take_new_profiles(&mut self) -> Vec<(Arc<Profile>, i64)> {
         std::mem::take(&mut self.new_profiles)
     }
 
@@ -246,14 +247,20 @@ impl Monitor {
 
     /// Adds a baseline made durable elsewhere (by the previous owner of newly assigned
     /// partitions), unless one is known for the model and version; versions not seen yet use
-    /// it instead of bootstrapping their own.
-    pub fn add_baseline(&mut self, p: Profile) -> bool {
+    /// it instead of bootstrapping their own, with windows from `window_starts_ms` on (where the
+    /// bootstrapping owner's started; `None` for the first event).
+    pub fn add_baseline(&mut self, p: Profile, window_starts_ms: Option<i64>) -> bool {
         let version = p.model_version.clone();
         if self.baselines.contains(&p.model_id, version.as_deref()) {
             return false;
         }
         let model = p.model_id.clone();
-        self.baselines.insert(&model, version.as_deref(), p);
+        match window_starts_ms {
+            Some(s) => self
+                .baselines
+                .insert_bootstrapped(&model, version.as_deref(), p, s),
+            None => self.baselines.insert(&model, version.as_deref(), p),
+        }
         true
     }
 
@@ -735,8 +742,8 @@ impl Monitor {
         }
         if outcome == "bootstrapped" {
             if let Phase::Active(a) = &model.versions[vi].phase {
-                let profile = Arc::clone(&a.profile);
-                new_profiles.push(Arc::clone(&profile));
+                let (profile, starts) = (Arc::clone(&a.profile), a.starts_ms);
+                new_profiles.push((Arc::clone(&profile), starts));
                 // Versions still bootstrapping share it: a canary is compared against the same
                 // reference as its baseline version.
                 for (i, other) in model.versions.iter_mut().enumerate() {
@@ -744,11 +751,8 @@ impl Monitor {
                         && matches!(other.phase, Phase::Bootstrapping { .. })
                         && baselines.find(&model.model_id, &other.version).is_none()
                     {
-                        other.phase = Phase::Active(Box::new(activate(
-                            Arc::clone(&profile),
-                            cfg,
-                            Some(e.timestamp_ms),
-                        )));
+                        other.phase =
+                            Phase::Active(Box::new(activate(Arc::clone(&profile), cfg, starts)));
                     }
                 }
             }

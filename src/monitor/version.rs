@@ -206,11 +206,14 @@ pub(super) fn version_slot(
     // A configured profile wins; otherwise a new version of a known model shares the profile of
     // the model's first active version (same inputs), and only the first version bootstraps.
     let shared = model.versions.iter().find_map(|v| match &v.phase {
-        Phase::Active(a) => Some(Arc::clone(&a.profile)),
+        Phase::Active(a) => Some((Arc::clone(&a.profile), a.starts_ms)),
         Phase::Bootstrapping { .. } => None,
     });
-    let phase = match baselines.find(&model.model_id, version).or(shared) {
-        Some(p) => Phase::Active(Box::new(activate(p, cfg, None))),
+    let known = baselines
+        .find(&model.model_id, version)
+        .map(|p| (p, baselines.window_starts(&model.model_id, version)));
+    let phase = match known.or(shared) {
+        Some((p, starts)) => Phase::Active(Box::new(activate(p, cfg, starts))),
         None => Phase::Bootstrapping {
             builder: Box::new(ProfileBuilder::new(
                 &model.model_id,
@@ -249,18 +252,17 @@ pub(super) fn version_slot(
     Some(model.versions.len() - 1)
 }
 
-/// A version's window against `profile`; `bootstrapped_at` is the time of the last bootstrap
-/// event when the profile was bootstrapped from the version's own traffic.
-pub(super) fn activate(
-    profile: Arc<Profile>,
-    cfg: &Config,
-    bootstrapped_at: Option<i64>,
-) -> Active {
-    let empty = Pane::new(&profile);
+/// Start of the first window of a baseline bootstrapped from events up to `ts`: the pane
+/// after the last bootstrap event.
+pub(super) fn window_start_after(ts: i64, cfg: &Config) -> i64 {
     let slide_ms = cfg.window.slide.as_millis() as i64;
-    let starts_ms = bootstrapped_at.map_or(i64::MIN, |t| {
-        (t.div_euclid(slide_ms) + 1).saturating_mul(slide_ms)
-    });
+    (ts.div_euclid(slide_ms) + 1).saturating_mul(slide_ms)
+}
+
+/// A version's window against `profile`, starting at `starts_ms` (`i64::MIN`: at the first
+/// event).
+pub(super) fn activate(profile: Arc<Profile>, cfg: &Config, starts_ms: i64) -> Active {
+    let empty = Pane::new(&profile);
     Active {
         starts_ms,
         lookup: FeatureLookup::new(&profile),
@@ -352,7 +354,7 @@ pub(super) fn record_prediction(
                         v.phase = Phase::Active(Box::new(activate(
                             Arc::new(profile),
                             cfg,
-                            Some(e.timestamp_ms),
+                            window_start_after(e.timestamp_ms, cfg),
                         )));
                         return ("bootstrapped", None, groups);
                     }

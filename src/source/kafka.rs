@@ -71,9 +71,65 @@ impl SourceShared {
 pub struct SourceContext {
     shared: Arc<SourceShared>,
     telemetry: Telemetry,
+    errors: Throttle,
+    logs: Throttle,
+}
+
+/// Logs a repeated error once, then at most once per [`Throttle::EVERY`] with how many were
+/// left out (a broker that is down makes librdkafka report the same failure ten times a
+/// second).
+#[derive(Default)]
+struct Throttle {
+    state: Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl Throttle {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// Whether to log now, and how many were left out since the last time.
+    fn allow(&self) -> Option<u64> {
+        let mut s = self.state.lock().expect("not poisoned");
+        let now = std::time::Instant::now();
+        match &mut *s {
+            Some((last, skipped)) if now.duration_since(*last) < Self::EVERY => {
+                *skipped += 1;
+                None
+            }
+            Some((last, skipped)) => {
+                let n = *skipped;
+                *last = now;
+                *skipped = 0;
+                Some(n)
+            }
+            None => {
+                *s = Some((now, 0));
+                Some(0)
+            }
+        }
+    }
 }
 
 impl ClientContext for SourceContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                if let Some(skipped) = self.logs.allow() {
+                    tracing::error!(target: "librdkafka", fac, skipped, "{message}");
+                }
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if let Some(skipped) = self.errors.allow() {
+            tracing::error!(error = %error, reason, skipped, "kafka client error");
+        }
+    }
+
     fn stats(&self, stats: Statistics) {
         for (topic, t) in stats.topics {
             for (p, part) in t.partitions {
@@ -155,8 +211,12 @@ pub fn consumer(
         // The range assignor gives partition p of every co-partitioned input topic to the same
         // instance, which the label and feature joins rely on; sticky assignors do not.
         .set("partition.assignment.strategy", "range");
-    let c: StreamConsumer<SourceContext> =
-        cc.create_with_context(SourceContext { shared, telemetry })?;
+    let c: StreamConsumer<SourceContext> = cc.create_with_context(SourceContext {
+        shared,
+        telemetry,
+        errors: Throttle::default(),
+        logs: Throttle::default(),
+    })?;
     Ok(c)
 }
 
@@ -227,6 +287,7 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stored: BTreeMap<Tp, i64> = BTreeMap::new();
     let mut pacing = Pacing::default();
+    let consumer_errors = Throttle::default();
     let mut consumed: u64 = 0;
     let max_ahead_ms = cfg.kafka.max_time_ahead.as_millis() as i64;
     loop {
@@ -250,7 +311,9 @@ pub async fn run(
                 let msg = match msg {
                     Ok(m) => m,
                     Err(e) => {
-                        tracing::warn!(error = %e, "consumer error");
+                        if let Some(skipped) = consumer_errors.allow() {
+                            tracing::warn!(error = %e, skipped, "consumer error");
+                        }
                         continue;
                     }
                 };
@@ -271,7 +334,11 @@ pub async fn run(
                             }
                             batch.push(m);
                         }
-                        Some(Some(Err(e))) => tracing::warn!(error = %e, "consumer error"),
+                        Some(Some(Err(e))) => {
+                            if let Some(skipped) = consumer_errors.allow() {
+                                tracing::warn!(error = %e, skipped, "consumer error");
+                            }
+                        }
                         Some(None) => {
                             ended = true;
                             break;
@@ -365,9 +432,9 @@ async fn rebalance(
             let triggers = r.ledger.len();
             monitor.extend_ledger(r.ledger);
             let mut added = 0;
-            for p in r.baselines {
-                let id = p.id.clone();
-                if monitor.add_baseline(p) {
+            for b in r.baselines {
+                let id = b.profile.id.clone();
+                if monitor.add_baseline(b.profile, b.window_starts_ms) {
                     tracing::info!(profile = %id, "baseline restored from the state topic");
                     added += 1;
                 }
@@ -617,10 +684,17 @@ fn store_progress(
     stored: &mut BTreeMap<Tp, i64>,
 ) {
     // Bootstrapped baselines become durable before the offsets of their events are stored.
-    for p in monitor.take_new_profiles() {
+    for (p, starts) in monitor.take_new_profiles() {
         let key =
             super::restore::state_key(&cfg.kafka.group_id, &p.model_id, p.model_version.as_deref());
-        sink.send_state(&key, &serde_json::to_vec(&*p).expect("profiles serialize"));
+        let record = super::restore::StateBaseline {
+            profile: Arc::unwrap_or_clone(p),
+            window_starts_ms: (starts != i64::MIN).then_some(starts),
+        };
+        sink.send_state(
+            &key,
+            &serde_json::to_vec(&record).expect("baselines serialize"),
+        );
     }
     let progress = monitor.committable();
     if progress.is_empty() {

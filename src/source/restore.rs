@@ -27,7 +27,30 @@ pub struct Restored {
     /// Triggers already emitted.
     pub ledger: TriggerLedger,
     /// Baselines bootstrapped by any instance of the group, newest per model and version.
-    pub baselines: Vec<Profile>,
+    pub baselines: Vec<StateBaseline>,
+}
+
+/// A bootstrapped baseline as the state topic holds it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct StateBaseline {
+    /// The profile.
+    pub profile: Profile,
+    /// Start of the first window evaluated against it (the pane after its last bootstrap
+    /// event), so that an instance that takes the model over evaluates the same windows.
+    pub window_starts_ms: Option<i64>,
+}
+
+impl StateBaseline {
+    /// Reads a state record: `{"profile": …, "window_starts_ms": …}`, or a bare profile as
+    /// earlier versions wrote it.
+    pub fn from_json(bytes: &[u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice::<StateBaseline>(bytes).or_else(|_| {
+            serde_json::from_slice::<Profile>(bytes).map(|profile| StateBaseline {
+                profile,
+                window_starts_ms: None,
+            })
+        })
+    }
 }
 
 /// Reads the trigger topic and this group's baselines on the state topic to their current end.
@@ -39,7 +62,7 @@ pub fn read(cfg: &Config) -> anyhow::Result<Restored> {
         }
     })?;
     let prefix = format!("baseline/{}/", cfg.kafka.group_id);
-    let mut profiles: std::collections::BTreeMap<String, Profile> = Default::default();
+    let mut profiles: std::collections::BTreeMap<String, StateBaseline> = Default::default();
     read_topic_to_end(cfg, &cfg.topics.state, |k, v| {
         let Some(key) = k.and_then(|k| std::str::from_utf8(k).ok()) else {
             return;
@@ -47,7 +70,7 @@ pub fn read(cfg: &Config) -> anyhow::Result<Restored> {
         if !key.starts_with(&prefix) {
             return;
         }
-        match serde_json::from_slice::<Profile>(v) {
+        match StateBaseline::from_json(v) {
             Ok(p) => {
                 profiles.insert(key.to_string(), p);
             }

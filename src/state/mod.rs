@@ -36,6 +36,8 @@ pub struct Input<'a> {
 #[derive(Debug, Default, Clone)]
 pub struct Baselines {
     by_key: HashMap<(String, Option<String>), Arc<Profile>>,
+    /// Start of the first window of bootstrapped baselines (see [`Baselines::window_starts`]).
+    starts: HashMap<(String, Option<String>), i64>,
 }
 
 impl Baselines {
@@ -46,7 +48,10 @@ impl Baselines {
             let p = Profile::load(&f.path)?;
             by_key.insert((f.model_id.clone(), f.model_version.clone()), Arc::new(p));
         }
-        Ok(Self { by_key })
+        Ok(Self {
+            by_key,
+            starts: HashMap::new(),
+        })
     }
 
     /// Adds a profile.
@@ -55,6 +60,31 @@ impl Baselines {
             (model_id.to_string(), version.map(str::to_string)),
             Arc::new(p),
         );
+    }
+
+    /// Adds a profile bootstrapped from live traffic whose windows start at `window_starts_ms`
+    /// (the pane after its last bootstrap event), so that a version that takes it over
+    /// evaluates the same windows as the one that bootstrapped it.
+    pub fn insert_bootstrapped(
+        &mut self,
+        model_id: &str,
+        version: Option<&str>,
+        p: Profile,
+        window_starts_ms: i64,
+    ) {
+        let key = (model_id.to_string(), version.map(str::to_string));
+        self.starts.insert(key.clone(), window_starts_ms);
+        self.by_key.insert(key, Arc::new(p));
+    }
+
+    /// Where windows against the baseline of this model and version start: `i64::MIN` (the
+    /// first event) unless it was bootstrapped.
+    pub(crate) fn window_starts(&self, model_id: &str, version: &str) -> i64 {
+        self.starts
+            .get(&(model_id.to_string(), Some(version.to_string())))
+            .or_else(|| self.starts.get(&(model_id.to_string(), None)))
+            .copied()
+            .unwrap_or(i64::MIN)
     }
 
     /// Whether a profile is known for exactly this model and version.
