@@ -480,6 +480,23 @@ fn start_of(lines: &[Line]) -> i64 {
     lines.iter().map(|l| l.ts).min().unwrap()
 }
 
+/// One instance with the first 30 s of a layout's stream produced and its windows closed up
+/// to 20 s; returns the case, the instance and the part of the stream not produced yet.
+fn first_half(layout: Layout, seed: u64, name: &str) -> (Case, Driftwatch, Vec<Line>) {
+    let case = Case::new(layout, seed);
+    let (first, rest) = split_at_time(&case.lines, start_of(&case.lines) + 30_000);
+    let mut dw = Driftwatch::start(name, &case.cfg, case.dir.path());
+    produce(&case.topics, layout, first);
+    dw.wait_metric_at_least(
+        "driftwatch_watermark_seconds",
+        &[("model_id", DRIFTING)],
+        (start_of(&case.lines) + 20_000) as f64 / 1000.0,
+        Duration::from_secs(60),
+    );
+    let rest = rest.to_vec();
+    (case, dw, rest)
+}
+
 /// A second instance joins the group half-way: the partitions it takes over carry on from the
 /// committed offsets with the baselines and triggers the first instance made durable.
 #[test]
@@ -492,26 +509,18 @@ fn second_instance_joins_mid_stream() {
         keyed: true,
         labels_first: false,
     };
+    let (case, a, rest) = first_half(layout, 11, "a");
     let Case {
         topics,
-        dir,
         cfg,
         lines,
         replayed,
-    } = Case::new(layout, 11);
-    let (first, rest) = split_at_time(&lines, start_of(&lines) + 30_000);
-    let mut a = Driftwatch::start("a", &cfg, dir.path());
-    produce(&topics, layout, first);
-    a.wait_metric_at_least(
-        "driftwatch_watermark_seconds",
-        &[("model_id", DRIFTING)],
-        (start_of(&lines) + 20_000) as f64 / 1000.0,
-        Duration::from_secs(60),
-    );
-    let b = Driftwatch::start("b", &cfg, dir.path());
-    produce(&topics, layout, rest);
-    wait_closed_by_any(&[&a, &b], cutoff_ms(&cfg, &lines));
-    compare(&topics, &cfg, &lines, &replayed, &[&a, &b], false, None);
+        ..
+    } = &case;
+    let b = Driftwatch::start("b", cfg, case.dir.path());
+    produce(topics, layout, &rest);
+    wait_closed_by_any(&[&a, &b], cutoff_ms(cfg, lines));
+    compare(topics, cfg, lines, replayed, &[&a, &b], false, None);
 }
 
 /// Two instances; the one that owns the drifting model is SIGKILLed after its first drift
@@ -612,29 +621,21 @@ fn broker_restarted_mid_stream() {
         keyed: true,
         labels_first: false,
     };
+    let (case, dw, rest) = first_half(layout, 17, "live");
     let Case {
         topics,
-        dir,
         cfg,
         lines,
         replayed,
-    } = Case::new(layout, 17);
-    let (first, rest) = split_at_time(&lines, start_of(&lines) + 30_000);
-    let mut dw = Driftwatch::start("live", &cfg, dir.path());
-    produce(&topics, layout, first);
-    dw.wait_metric_at_least(
-        "driftwatch_watermark_seconds",
-        &[("model_id", DRIFTING)],
-        (start_of(&lines) + 20_000) as f64 / 1000.0,
-        Duration::from_secs(60),
-    );
+        ..
+    } = &case;
     let bounce = std::process::Command::new(common::script("kafka"))
         .arg("bounce")
         .status()
         .expect("run scripts/kafka bounce");
     assert!(bounce.success(), "scripts/kafka bounce failed");
-    produce(&topics, layout, rest);
-    wait_closed_by_any(&[&dw], cutoff_ms(&cfg, &lines));
+    produce(topics, layout, &rest);
+    wait_closed_by_any(&[&dw], cutoff_ms(cfg, lines));
     let rejoined = dw
         .logs()
         .iter()
@@ -642,10 +643,10 @@ fn broker_restarted_mid_stream() {
         .count()
         > 1;
     compare(
-        &topics,
-        &cfg,
-        &lines,
-        &replayed,
+        topics,
+        cfg,
+        lines,
+        replayed,
         &[&dw],
         !rejoined,
         rejoined.then_some(DRIFTING),
