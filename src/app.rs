@@ -69,11 +69,19 @@ pub async fn run(
     // owners of the partitions are read back from the state and trigger topics whenever
     // partitions are assigned (source::restore).
     let baselines = Baselines::load(&cfg).context("loading baselines")?;
-    tokio::task::spawn_blocking({
+    // Start-up waits on the broker (metadata, topic creation): a shutdown meanwhile stops it at
+    // once instead of after the request timeouts.
+    let state_topic = tokio::task::spawn_blocking({
         let cfg = Arc::clone(&cfg);
         move || restore::ensure_state_topic(&cfg)
-    })
-    .await?;
+    });
+    tokio::select! {
+        r = state_topic => r?,
+        _ = shutdown.cancelled() => {
+            tracing::info!("shutdown during start-up");
+            return Ok(());
+        }
+    }
     let monitor = Monitor::new(Arc::clone(&cfg), baselines, Clock::Wall)
         .with_telemetry(telemetry.clone())
         .with_snapshots(SnapshotWriter::new(&cfg.triggers.snapshot_dir));
@@ -98,7 +106,17 @@ pub async fn run(
     // Source.
     let consumer = source::consumer(&cfg, Arc::clone(&shared), telemetry.clone())?;
     if cfg.kafka.check_copartitioning {
-        source::check_copartitioning(&consumer, &cfg)?;
+        let check = tokio::task::spawn_blocking({
+            let cfg = Arc::clone(&cfg);
+            move || source::check_copartitioning(&cfg)
+        });
+        tokio::select! {
+            r = check => r??,
+            _ = shutdown.cancelled() => {
+                tracing::info!("shutdown during start-up");
+                return Ok(());
+            }
+        }
     }
     let ready_flag = Arc::clone(&ready);
     let shared_for_ready = Arc::clone(&shared);

@@ -270,7 +270,8 @@ fn run_command(cmd: Command) -> anyhow::Result<ExitCode> {
             if let Some(a) = args.http_addr {
                 cfg.http.addr = a;
             }
-            runtime()?.block_on(async move {
+            let rt = runtime()?;
+            let result = rt.block_on(async move {
                 let shutdown = CancellationToken::new();
                 let signals = shutdown.clone();
                 tokio::spawn(async move {
@@ -279,7 +280,11 @@ fn run_command(cmd: Command) -> anyhow::Result<ExitCode> {
                     signals.cancel();
                 });
                 driftwatch::app::run(cfg, shutdown, Default::default()).await
-            })?;
+            });
+            // The service drained within kafka.drain_timeout; broker requests still blocked in
+            // a start-up or restore thread (metadata, topic creation) are abandoned.
+            rt.shutdown_background();
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {

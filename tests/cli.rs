@@ -187,3 +187,29 @@ fn conformance_jsonl_prints_one_line_per_check() {
         failed.join("\n")
     );
 }
+
+/// SIGTERM while start-up still waits on a broker that does not answer: the process stops
+/// within `kafka.drain_timeout`, not after the metadata and admin request timeouts.
+#[test]
+fn sigterm_during_start_up_stops_within_the_drain_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1.
+    let topics = Topics::named("127.0.0.1:1", |kind| format!("dw-unreachable-{kind}"));
+    let mut cfg = MonitorConfig::new(&topics, &dir.path().join("snapshots"));
+    cfg.drain_timeout = std::time::Duration::from_secs(2);
+    let mut dw = Driftwatch::start("unreachable", &cfg, dir.path());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let t0 = std::time::Instant::now();
+    dw.sigterm();
+    let status = dw
+        .wait_exit(std::time::Duration::from_secs(30))
+        .expect("driftwatch exits after SIGTERM");
+    let took = t0.elapsed();
+    assert!(status.success(), "exit status: {status}\n{:?}", dw.logs());
+    assert!(
+        took <= cfg.drain_timeout,
+        "stopping took {took:?}, more than kafka.drain_timeout ({:?}):\n{}",
+        cfg.drain_timeout,
+        dw.logs().join("\n")
+    );
+}

@@ -220,11 +220,14 @@ pub fn consumer(
     Ok(c)
 }
 
-/// Fails unless the input topics that exist have the same partition count.
-pub fn check_copartitioning<C: Consumer<SourceContext>>(
-    consumer: &C,
-    cfg: &Config,
-) -> Result<(), SourceError> {
+/// Fails unless the input topics that exist have the same partition count (blocking: asks the
+/// broker for their metadata with a client of its own).
+pub fn check_copartitioning(cfg: &Config) -> Result<(), SourceError> {
+    let consumer: BaseConsumer = cfg
+        .kafka_consumer_properties()
+        .into_iter()
+        .collect::<ClientConfig>()
+        .create()?;
     let mut counts = BTreeMap::new();
     for topic in [
         &cfg.topics.predictions,
@@ -296,7 +299,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {
                 if shared.rebalanced.swap(false, Ordering::AcqRel) {
-                    rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored)
+                    rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored, &shutdown)
                         .await;
                 }
                 pacing.idle(&consumer, &mut monitor, cfg.kafka.idle_after, &mut outputs);
@@ -351,7 +354,7 @@ pub async fn run(
                         continue;
                     }
                     if shared.rebalanced.swap(false, Ordering::AcqRel) {
-                        rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored)
+                        rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored, &shutdown)
                             .await;
                     }
                     pacing.wake(&consumer, &mut monitor);
@@ -397,6 +400,7 @@ async fn rebalance(
     monitor: &mut Monitor,
     pacing: &mut Pacing,
     stored: &mut BTreeMap<Tp, i64>,
+    shutdown: &CancellationToken,
 ) {
     let changes = std::mem::take(&mut *shared.changes.lock().expect("not poisoned"));
     let mut assigned = Vec::new();
@@ -422,11 +426,15 @@ async fn rebalance(
     for (tp, start) in start_offsets(cfg, consumer, &assigned) {
         pacing.positions.assigned(tp, start);
     }
-    let restored = tokio::task::spawn_blocking({
+    let read = tokio::task::spawn_blocking({
         let cfg = Arc::clone(cfg);
         move || restore::read(&cfg)
-    })
-    .await;
+    });
+    let restored = tokio::select! {
+        r = read => r,
+        // Stopping: nothing will be processed that needed it.
+        _ = shutdown.cancelled() => return,
+    };
     match restored {
         Ok(Ok(r)) => {
             let triggers = r.ledger.len();

@@ -141,8 +141,17 @@ impl Topics {
     /// factor 1), and waits until the broker reports them.
     pub fn create(brokers: &str, test: &str, partitions: i32) -> TopicsGuard {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let name = |kind: &str| format!("dw-{test}-{kind}-{}", &id[..12]);
-        let t = Topics {
+        let t = Topics::named(brokers, |kind| format!("dw-{test}-{kind}-{}", &id[..12]));
+        let mut io = t.all();
+        io.retain(|n| *n != t.state);
+        create_topics(brokers, &io, partitions);
+        create_topics_with(brokers, &[&t.state], 1, &[("cleanup.policy", "compact")]);
+        TopicsGuard(t)
+    }
+
+    /// The topics `name(kind)` on `brokers`, without creating them.
+    pub fn named(brokers: &str, name: impl Fn(&str) -> String) -> Topics {
+        Topics {
             brokers: brokers.to_string(),
             predictions: name("predictions"),
             features: name("features"),
@@ -152,12 +161,7 @@ impl Topics {
             verdicts: name("verdicts"),
             dead_letters: name("dead-letters"),
             state: name("state"),
-        };
-        let mut io = t.all();
-        io.retain(|n| *n != t.state);
-        create_topics(brokers, &io, partitions);
-        create_topics_with(brokers, &[&t.state], 1, &[("cleanup.policy", "compact")]);
-        TopicsGuard(t)
+        }
     }
 
     /// Every topic name.
