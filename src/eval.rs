@@ -19,7 +19,7 @@ use crate::stats::latency::{LatencyReport, LatencySummary, REPORT_QUANTILES};
 use crate::stats::quality::{BinarySummary, RegressionSums};
 
 /// One check's result on one window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
     /// What kind of alert it would raise.
     pub kind: AlertKind,

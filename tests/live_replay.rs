@@ -198,21 +198,17 @@ fn cutoff_ms(cfg: &MonitorConfig, lines: &[Line]) -> i64 {
 
 /// What is compared of an output, or `None` for outputs left out (windows not closed live,
 /// concept drift, dead letters).
-fn key(o: &Value, cutoff: i64, windows: bool) -> Option<String> {
+fn key(o: &Value, cutoff: i64) -> Option<String> {
     let window = &o["window"];
     let end = ms(&window["end"]);
     if end > cutoff || o["kind"] == "concept_drift" {
         return None;
     }
-    let w = if windows {
-        format!(
-            "{}..{}",
-            window["start"].as_str().unwrap(),
-            window["end"].as_str().unwrap()
-        )
-    } else {
-        String::new()
-    };
+    let w = format!(
+        "{}..{}",
+        window["start"].as_str().unwrap(),
+        window["end"].as_str().unwrap()
+    );
     let model = o["model_id"].as_str().unwrap_or_default();
     Some(match o["type"].as_str()? {
         "alert" => format!(
@@ -234,11 +230,8 @@ fn key(o: &Value, cutoff: i64, windows: bool) -> Option<String> {
     })
 }
 
-fn keys(outputs: &[Value], cutoff: i64, windows: bool) -> BTreeSet<String> {
-    outputs
-        .iter()
-        .filter_map(|o| key(o, cutoff, windows))
-        .collect()
+fn keys(outputs: &[Value], cutoff: i64) -> BTreeSet<String> {
+    outputs.iter().filter_map(|o| key(o, cutoff)).collect()
 }
 
 /// Reads every output topic to its end, `read_committed`.
@@ -272,9 +265,7 @@ fn wait_closed(dw: &mut Driftwatch, cutoff: i64) {
 /// Compares what the instances published with the replay, and checks late events, joins and
 /// triggers. `counted` are the instances still running; `joins_complete` when none of them
 /// restarted from committed offsets (after a rebalance, labels whose predictions precede the
-/// committed offset cannot be joined again: see README, Delivery). `restarted_policy` names a
-/// model whose owner was killed: its alert and trigger rules start counting windows afresh on
-/// the new owner, so its outputs are compared without their windows.
+/// committed offset cannot be joined again: see README, Delivery).
 fn compare(
     topics: &Topics,
     cfg: &MonitorConfig,
@@ -282,12 +273,11 @@ fn compare(
     replayed: &Replayed,
     counted: &[&Driftwatch],
     joins_complete: bool,
-    restarted_policy: Option<&str>,
 ) {
     let cutoff = cutoff_ms(cfg, lines);
     let live = live_outputs(topics);
-    let want = keys(&replayed.outputs, cutoff, restarted_policy.is_none());
-    let got = keys(&live, cutoff, restarted_policy.is_none());
+    let want = keys(&replayed.outputs, cutoff);
+    let got = keys(&live, cutoff);
     let missing: Vec<_> = want.difference(&got).collect();
     let extra: Vec<_> = got.difference(&want).collect();
     assert!(
@@ -381,7 +371,7 @@ fn single_instance(layout: Layout, backlog: bool) {
         dw
     };
     wait_closed(&mut dw, cutoff_ms(&cfg, &lines));
-    compare(&topics, &cfg, &lines, &replayed, &[&dw], true, None);
+    compare(&topics, &cfg, &lines, &replayed, &[&dw], true);
 }
 
 #[test]
@@ -520,7 +510,7 @@ fn second_instance_joins_mid_stream() {
     let b = Driftwatch::start("b", cfg, case.dir.path());
     produce(topics, layout, &rest);
     wait_closed_by_any(&[&a, &b], cutoff_ms(cfg, lines));
-    compare(topics, cfg, lines, replayed, &[&a, &b], false, None);
+    compare(topics, cfg, lines, replayed, &[&a, &b], false);
 }
 
 /// Two instances; the one that owns the drifting model is SIGKILLed after its first drift
@@ -596,21 +586,12 @@ fn owner_of_a_drifting_model_sigkilled_mid_episode() {
             .any(|l| l.contains("baseline restored from the state topic")),
         "the survivor restores the dead owner's baseline"
     );
-    compare(
-        &topics,
-        &cfg,
-        &lines,
-        &replayed,
-        &[&survivor],
-        false,
-        Some(DRIFTING),
-    );
+    compare(&topics, &cfg, &lines, &replayed, &[&survivor], false);
 }
 
 /// The broker is stopped and started again (same log dir) mid-stream: the instance rides it
-/// out; if it lost its group membership meanwhile, it resumes from the committed offsets (its
-/// alert and trigger rules then start counting windows afresh, so outputs are compared
-/// without their windows). One trigger either way.
+/// out; if it lost its group membership meanwhile, it resumes from the committed offsets and
+/// the policy checkpoint, and gives the same outputs window by window.
 #[test]
 #[ignore = "needs a real Kafka broker (scripts/test-all starts one)"]
 fn broker_restarted_mid_stream() {
@@ -642,13 +623,5 @@ fn broker_restarted_mid_stream() {
         .filter(|l| l.contains("partitions assigned"))
         .count()
         > 1;
-    compare(
-        topics,
-        cfg,
-        lines,
-        replayed,
-        &[&dw],
-        !rejoined,
-        rejoined.then_some(DRIFTING),
-    );
+    compare(topics, cfg, lines, replayed, &[&dw], !rejoined);
 }

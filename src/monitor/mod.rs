@@ -68,6 +68,31 @@ struct InputState {
     offsets: OffsetTracker,
 }
 
+/// The alert, trigger and canary state of one model as of its last evaluated windows, which the
+/// Kafka service writes to the state topic before committing the offsets that follow them, and
+/// reads back when partitions are assigned: a restart or a new owner re-reads the windows but
+/// does not evaluate again those the checkpoint covers, and carries on counting from there.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PolicyCheckpoint {
+    /// Model.
+    pub model_id: String,
+    /// Per version.
+    pub versions: Vec<VersionCheckpoint>,
+    /// Canary comparison between the model's versions.
+    pub canary: crate::policy::canary::CanaryState,
+}
+
+/// One version's part of a [`PolicyCheckpoint`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VersionCheckpoint {
+    /// Version.
+    pub version: String,
+    /// End of the last window evaluated.
+    pub evaluated_through_ms: i64,
+    /// Alert and trigger state.
+    pub policy: crate::policy::VersionPolicy,
+}
+
 /// Where one input stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputView<'a> {
@@ -120,6 +145,27 @@ fn watermark_of(inputs: &[InputState], feeders: &[u32]) -> Option<i64> {
     }
     let p = predictions.or(idle_predictions)?;
     Some(others.map_or(p, |o| o.min(p)))
+}
+
+/// Gives a version just created (index `vi`) the policy state a checkpoint holds for it, and
+/// the model its canary state when this is its first version.
+fn resume_from_checkpoint(
+    model: &mut ModelState,
+    vi: usize,
+    checkpoints: &HashMap<String, PolicyCheckpoint>,
+) {
+    let Some(c) = checkpoints.get(&model.model_id) else {
+        return;
+    };
+    if vi == 0 {
+        model.canary = c.canary.clone();
+    }
+    let v = &mut model.versions[vi];
+    if let Some(vc) = c.versions.iter().find(|vc| vc.version == v.version) {
+        v.policy = vc.policy.clone();
+        v.evaluated_through_ms = vc.evaluated_through_ms;
+        v.skip_through_ms = vc.evaluated_through_ms;
+    }
 }
 
 /// The version a joined label or late features belong to, unless it is gone (counted as a
@@ -176,6 +222,8 @@ pub struct Monitor {
     waiting_seq: u64,
     /// A model whose waiting predictions went over the cap.
     waiting_overflow: Option<usize>,
+    /// Policy checkpoints read back, applied to models and versions as they are created.
+    checkpoints: HashMap<String, PolicyCheckpoint>,
 }
 
 impl Monitor {
@@ -209,6 +257,7 @@ impl Monitor {
             evicted: Vec::new(),
             waiting_seq: 0,
             waiting_overflow: None,
+            checkpoints: HashMap::new(),
         }
     }
 
@@ -262,6 +311,34 @@ impl Monitor {
             None => self.baselines.insert(&model, version.as_deref(), p),
         }
         true
+    }
+
+    /// Adds a policy checkpoint read back from the state topic (see [`PolicyCheckpoint`]); it
+    /// applies to the model's versions created from now on.
+    pub fn add_checkpoint(&mut self, c: PolicyCheckpoint) {
+        self.checkpoints.insert(c.model_id.clone(), c);
+    }
+
+    /// Checkpoints of the models that evaluated windows since the last call.
+    pub fn take_checkpoints(&mut self) -> Vec<PolicyCheckpoint> {
+        self.models
+            .iter_mut()
+            .flatten()
+            .filter_map(|m| std::mem::take(&mut m.checkpoint_due).then_some(&*m))
+            .map(|m| PolicyCheckpoint {
+                model_id: m.model_id.clone(),
+                versions: m
+                    .versions
+                    .iter()
+                    .map(|v| VersionCheckpoint {
+                        version: v.version.clone(),
+                        evaluated_through_ms: v.evaluated_through_ms,
+                        policy: v.policy.clone(),
+                    })
+                    .collect(),
+                canary: m.canary.clone(),
+            })
+            .collect()
     }
 
     /// Counts accumulated since the last flush.
@@ -701,10 +778,12 @@ impl Monitor {
             new_profiles,
             joins,
             waiting_seq,
+            checkpoints,
             ..
         } = self;
         let model = models[mi].as_mut().expect("live model");
         model.fed_by(origin.input);
+        let known_versions = model.versions.len();
         let Some(vi) = version_slot(
             model,
             version,
@@ -716,6 +795,9 @@ impl Monitor {
         ) else {
             return ("limit", None);
         };
+        if model.versions.len() > known_versions {
+            resume_from_checkpoint(model, vi, checkpoints);
+        }
         let (outcome, pane, groups) = record_prediction(
             &mut model.versions[vi],
             e,
@@ -1008,12 +1090,16 @@ impl Monitor {
                 let attributes = &v.attributes;
                 let learned = v.policy.learned_accuracy;
                 let mut detections = Some(std::mem::take(&mut v.detectors.detections));
+                let skip_through = v.skip_through_ms;
+                let mut evaluated_through = v.evaluated_through_ms;
                 active.window.close_until(watermark, |bounds, agg| {
                     // Statistics of a window that started before the baseline existed would
-                    // compare a fraction of the traffic; wait for the first full window.
-                    if !bounds.full {
+                    // compare a fraction of the traffic; wait for the first full window. Windows
+                    // an earlier run evaluated (its checkpoint) are not evaluated again.
+                    if !bounds.full || bounds.end_ms <= skip_through {
                         return;
                     }
+                    evaluated_through = evaluated_through.max(bounds.end_ms);
                     let started = std::time::Instant::now();
                     let ev = eval::evaluate(
                         cfg,
@@ -1032,10 +1118,12 @@ impl Monitor {
                     }
                     evaluations.push((vi, ev));
                 });
+                v.evaluated_through_ms = evaluated_through;
                 if let Some(d) = detections {
                     v.detectors.detections = d;
                 }
             }
+            model.checkpoint_due |= !evaluations.is_empty();
             for (vi, ev) in &evaluations {
                 let v = &mut model.versions[*vi];
                 let Some(idx) = v.policy.apply(cfg, ev, out_clock, ledger, out) else {

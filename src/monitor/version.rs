@@ -83,6 +83,11 @@ pub(super) struct VersionState {
     pub(super) recent: crate::sink::snapshot::RecentEvents,
     /// Predictions that arrived while bootstrapping, earliest first.
     pub(super) waiting: std::collections::BinaryHeap<Waiting>,
+    /// End of the last window whose evaluation the policy has seen.
+    pub(super) evaluated_through_ms: i64,
+    /// Windows ending at or before this were evaluated by an earlier run whose policy state
+    /// this version carries on from (restored from a checkpoint): not evaluated again.
+    pub(super) skip_through_ms: i64,
 }
 
 /// State of one model: its versions, their canary comparison, and the inputs that feed it.
@@ -96,6 +101,8 @@ pub(super) struct ModelState {
     pub(super) feeders: Vec<u32>,
     /// The pane end that the model's watermark must reach before anything closes.
     pub(super) next_close_ms: i64,
+    /// Windows were evaluated since the last policy checkpoint.
+    pub(super) checkpoint_due: bool,
 }
 
 impl ModelState {
@@ -237,6 +244,8 @@ pub(super) fn version_slot(
         policy: VersionPolicy::new(&model.model_id, version),
         events: 0,
         waiting: Default::default(),
+        evaluated_through_ms: i64::MIN,
+        skip_through_ms: i64::MIN,
         // Only a trigger's snapshot reads the recent events: none are kept without snapshots or
         // when the model's triggers are disabled.
         recent: {

@@ -11,7 +11,7 @@ use crate::policy::Clock;
 use crate::stats::shares::jensenshannon;
 
 /// Canary state of one model.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CanaryState {
     pair: Option<(String, String)>,
     failures: u32,

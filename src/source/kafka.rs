@@ -447,9 +447,14 @@ async fn rebalance(
                     added += 1;
                 }
             }
+            let checkpoints = r.checkpoints.len();
+            for c in r.checkpoints {
+                monitor.add_checkpoint(c);
+            }
             tracing::info!(
                 triggers,
                 baselines = added,
+                checkpoints,
                 "state of the assigned partitions restored"
             );
         }
@@ -702,6 +707,15 @@ fn store_progress(
         sink.send_state(
             &key,
             &serde_json::to_vec(&record).expect("baselines serialize"),
+        );
+    }
+    // The alert and trigger state of the windows evaluated so far, before the offsets after
+    // them: a restart carries on from there instead of counting windows afresh.
+    for c in monitor.take_checkpoints() {
+        let key = super::restore::checkpoint_key(&cfg.kafka.group_id, &c.model_id);
+        sink.send_state(
+            &key,
+            &serde_json::to_vec(&c).expect("checkpoints serialize"),
         );
     }
     let progress = monitor.committable();

@@ -14,11 +14,17 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::baseline::Profile;
 use crate::config::Config;
+use crate::monitor::PolicyCheckpoint;
 use crate::policy::TriggerLedger;
 
 /// Key of a bootstrapped baseline on the state topic.
 pub fn state_key(group: &str, model_id: &str, version: Option<&str>) -> String {
     format!("baseline/{group}/{model_id}/{}", version.unwrap_or("*"))
+}
+
+/// Key of a model's policy checkpoint on the state topic.
+pub fn checkpoint_key(group: &str, model_id: &str) -> String {
+    format!("policy/{group}/{model_id}")
 }
 
 /// What the state and trigger topics hold for this consumer group.
@@ -28,6 +34,8 @@ pub struct Restored {
     pub ledger: TriggerLedger,
     /// Baselines bootstrapped by any instance of the group, newest per model and version.
     pub baselines: Vec<StateBaseline>,
+    /// The newest policy checkpoint of each model.
+    pub checkpoints: Vec<PolicyCheckpoint>,
 }
 
 /// A bootstrapped baseline as the state topic holds it.
@@ -61,25 +69,36 @@ pub fn read(cfg: &Config) -> anyhow::Result<Restored> {
             ledger.record_json(&v);
         }
     })?;
-    let prefix = format!("baseline/{}/", cfg.kafka.group_id);
+    let baseline_prefix = format!("baseline/{}/", cfg.kafka.group_id);
+    let policy_prefix = format!("policy/{}/", cfg.kafka.group_id);
     let mut profiles: std::collections::BTreeMap<String, StateBaseline> = Default::default();
+    let mut checkpoints: std::collections::BTreeMap<String, PolicyCheckpoint> = Default::default();
     read_topic_to_end(cfg, &cfg.topics.state, |k, v| {
         let Some(key) = k.and_then(|k| std::str::from_utf8(k).ok()) else {
             return;
         };
-        if !key.starts_with(&prefix) {
-            return;
-        }
-        match StateBaseline::from_json(v) {
-            Ok(p) => {
-                profiles.insert(key.to_string(), p);
+        if key.starts_with(&baseline_prefix) {
+            match StateBaseline::from_json(v) {
+                Ok(p) => {
+                    profiles.insert(key.to_string(), p);
+                }
+                Err(e) => tracing::warn!(key, error = %e, "unreadable baseline on the state topic"),
             }
-            Err(e) => tracing::warn!(key, error = %e, "unreadable baseline on the state topic"),
+        } else if key.starts_with(&policy_prefix) {
+            match serde_json::from_slice::<PolicyCheckpoint>(v) {
+                Ok(c) => {
+                    checkpoints.insert(key.to_string(), c);
+                }
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "unreadable policy checkpoint on the state topic")
+                }
+            }
         }
     })?;
     Ok(Restored {
         ledger,
         baselines: profiles.into_values().collect(),
+        checkpoints: checkpoints.into_values().collect(),
     })
 }
 
