@@ -418,10 +418,17 @@ async fn rebalance(
     if assigned.is_empty() {
         return;
     }
+    // librdkafka keeps a partition's pause across a rebalance that gives it back: start every
+    // assigned input unpaused, as the pacing state does.
+    let mut tpl = TopicPartitionList::new();
     for tp in &assigned {
         if let Some(kind) = kind_of(cfg, &tp.0) {
             monitor.expect_input(&tp.0, tp.1, kind);
         }
+        tpl.add_partition(&tp.0, tp.1);
+    }
+    if let Err(e) = consumer.resume(&tpl) {
+        tracing::warn!(error = %e, "resuming the assigned partitions failed");
     }
     for (tp, start) in start_offsets(cfg, consumer, &assigned) {
         pacing.positions.assigned(tp, start);
