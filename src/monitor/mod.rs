@@ -100,6 +100,8 @@ pub struct InputView<'a> {
     pub topic: &'a str,
     /// Partition.
     pub partition: i32,
+    /// What it carries.
+    pub kind: EventKind,
     /// Event time it has reached (see [`InputClock::floor`]); `None` before its first event.
     pub clock: Option<i64>,
     /// Whether it was reported to have nothing left to fetch.
@@ -319,6 +321,22 @@ impl Monitor {
         self.checkpoints.insert(c.model_id.clone(), c);
     }
 
+    /// How full the buffers of labels and features waiting for their prediction are, against
+    /// `limits.max_pending_joins` (labels) and a quarter of it (features).
+    pub fn held_for_join(&self) -> crate::source::pacing::Held {
+        use crate::source::pacing::Held;
+        let cap = self.cfg.limits.max_pending_joins.max(4);
+        let share = (self.joins.early_labels.len() as f64 / cap as f64)
+            .max(self.joins.early_features.len() as f64 / (cap / 4) as f64);
+        if share > 0.5 {
+            Held::High
+        } else if share < 0.25 {
+            Held::Low
+        } else {
+            Held::Some
+        }
+    }
+
     /// Checkpoints of the models that evaluated windows since the last call.
     pub fn take_checkpoints(&mut self) -> Vec<PolicyCheckpoint> {
         self.models
@@ -438,6 +456,7 @@ impl Monitor {
             .map(|i| InputView {
                 topic: &i.topic,
                 partition: i.partition,
+                kind: i.kind,
                 clock: i.clock.floor(),
                 idle: i.idle,
                 next_offset: i.offsets.last().map(|o| o + 1),

@@ -574,7 +574,7 @@ impl Pacing {
         telemetry: &Telemetry,
     ) {
         let views: Vec<_> = monitor.inputs().collect();
-        let plan = pacing::plan(&views, &self.paused, max_ahead_ms);
+        let plan = pacing::plan(&views, &self.paused, max_ahead_ms, monitor.held_for_join());
         for (tps, pause) in [(plan.pause, true), (plan.resume, false)] {
             if tps.is_empty() {
                 continue;

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::event::EventKind;
 use crate::monitor::InputView;
 
 /// A topic partition.
@@ -29,28 +30,54 @@ pub struct Plan {
     pub resume: Vec<Tp>,
 }
 
+/// How full the buffers of labels and features waiting for their prediction are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// Under a quarter of their capacity.
+    Low,
+    /// Between a quarter and a half.
+    Some,
+    /// Over half.
+    High,
+}
+
 /// Which inputs to pause and which to resume, given where each stands and which are paused.
-pub fn plan(inputs: &[InputView<'_>], paused: &BTreeSet<Tp>, max_ahead_ms: i64) -> Plan {
+///
+/// Prediction inputs are kept within `max_ahead_ms` of the slowest prediction input with data
+/// (resumed once within half of it). Label and feature inputs run ahead of the predictions by
+/// nature (a label comes after its prediction) and cost memory only while they wait for
+/// predictions not read yet: those ahead of the slowest prediction input are paused when the
+/// waiting buffers are over half full, and resumed under a quarter.
+pub fn plan(
+    inputs: &[InputView<'_>],
+    paused: &BTreeSet<Tp>,
+    max_ahead_ms: i64,
+    held: Held,
+) -> Plan {
     let slowest = inputs
         .iter()
-        .filter(|i| !i.idle)
+        .filter(|i| !i.idle && i.kind == EventKind::Prediction)
         .filter_map(|i| i.clock)
         .min();
     let mut plan = Plan::default();
     for i in inputs {
         let tp = (i.topic.to_string(), i.partition);
         let is_paused = paused.contains(&tp);
-        match (slowest, i.clock) {
+        let (pause, resume) = match (slowest, i.clock) {
+            (Some(s), Some(t)) if !i.idle && i.kind == EventKind::Prediction => (
+                t > s.saturating_add(max_ahead_ms),
+                t <= s.saturating_add(max_ahead_ms / 2),
+            ),
             (Some(s), Some(t)) if !i.idle => {
-                if !is_paused && t > s.saturating_add(max_ahead_ms) {
-                    plan.pause.push(tp);
-                } else if is_paused && t <= s.saturating_add(max_ahead_ms / 2) {
-                    plan.resume.push(tp);
-                }
+                (t > s && held == Held::High, t <= s || held == Held::Low)
             }
-            // Nothing to wait for (no other input with data), or nothing known of this one.
-            _ if is_paused => plan.resume.push(tp),
-            _ => {}
+            // Nothing to wait for (no prediction input with data), or nothing known of this one.
+            _ => (false, true),
+        };
+        if pause && !is_paused {
+            plan.pause.push(tp);
+        } else if resume && is_paused {
+            plan.resume.push(tp);
         }
     }
     // Inputs paused and since revoked or gone are forgotten by the caller.
@@ -110,9 +137,15 @@ mod tests {
     use super::*;
 
     fn view(topic: &str, partition: i32, clock: Option<i64>, idle: bool) -> InputView<'_> {
+        let kind = match topic {
+            "labels" => EventKind::Label,
+            "features" => EventKind::Features,
+            _ => EventKind::Prediction,
+        };
         InputView {
             topic,
             partition,
+            kind,
             clock,
             idle,
             next_offset: None,
@@ -124,29 +157,59 @@ mod tests {
     }
 
     #[test]
-    fn an_input_far_ahead_of_the_slowest_is_paused_and_resumed_when_it_catches_up() {
+    fn a_prediction_partition_far_ahead_of_the_slowest_is_paused_until_it_catches_up() {
         let none = BTreeSet::new();
         let inputs = [
             view("predictions", 0, Some(1_000), false),
-            view("labels", 0, Some(12_001), false),
+            view("predictions", 1, Some(12_001), false),
             view("features", 0, None, false),
         ];
-        let p = plan(&inputs, &none, 10_000);
-        assert_eq!(p.pause, vec![tp("labels", 0)]);
+        let p = plan(&inputs, &none, 10_000, Held::Low);
+        assert_eq!(p.pause, vec![tp("predictions", 1)]);
         assert!(p.resume.is_empty());
 
-        let paused: BTreeSet<Tp> = [tp("labels", 0)].into();
+        let paused: BTreeSet<Tp> = [tp("predictions", 1)].into();
         // Still more than half the allowance ahead: stays paused.
         let inputs = [
             view("predictions", 0, Some(6_000), false),
-            view("labels", 0, Some(12_001), false),
+            view("predictions", 1, Some(12_001), false),
         ];
-        assert_eq!(plan(&inputs, &paused, 10_000), Plan::default());
+        assert_eq!(plan(&inputs, &paused, 10_000, Held::Low), Plan::default());
         let inputs = [
             view("predictions", 0, Some(7_001), false),
-            view("labels", 0, Some(12_001), false),
+            view("predictions", 1, Some(12_001), false),
         ];
-        assert_eq!(plan(&inputs, &paused, 10_000).resume, vec![tp("labels", 0)]);
+        let p = plan(&inputs, &paused, 10_000, Held::Low);
+        assert_eq!(p.resume, vec![tp("predictions", 1)]);
+    }
+
+    #[test]
+    fn labels_ahead_are_paused_only_while_the_labels_waiting_for_predictions_pile_up() {
+        let none = BTreeSet::new();
+        let inputs = [
+            view("predictions", 0, Some(1_000), false),
+            view("labels", 0, Some(61_000), false),
+        ];
+        // A minute ahead, as labels are, costs nothing while they find their predictions.
+        assert_eq!(plan(&inputs, &none, 10_000, Held::Low), Plan::default());
+        assert_eq!(plan(&inputs, &none, 10_000, Held::Some), Plan::default());
+        let p = plan(&inputs, &none, 10_000, Held::High);
+        assert_eq!(p.pause, vec![tp("labels", 0)]);
+        let paused: BTreeSet<Tp> = [tp("labels", 0)].into();
+        assert_eq!(plan(&inputs, &paused, 10_000, Held::Some), Plan::default());
+        assert_eq!(
+            plan(&inputs, &paused, 10_000, Held::Low).resume,
+            vec![tp("labels", 0)]
+        );
+        // Caught up with the predictions: resumed whatever is held.
+        let inputs = [
+            view("predictions", 0, Some(61_000), false),
+            view("labels", 0, Some(61_000), false),
+        ];
+        assert_eq!(
+            plan(&inputs, &paused, 10_000, Held::High).resume,
+            vec![tp("labels", 0)]
+        );
     }
 
     #[test]
@@ -154,14 +217,23 @@ mod tests {
         // The slow input has nothing left: nobody is paused for it.
         let inputs = [
             view("predictions", 0, Some(1_000), true),
-            view("labels", 0, Some(50_000), false),
+            view("predictions", 1, Some(50_000), false),
         ];
-        assert_eq!(plan(&inputs, &BTreeSet::new(), 10_000), Plan::default());
+        assert_eq!(
+            plan(&inputs, &BTreeSet::new(), 10_000, Held::High),
+            Plan::default()
+        );
         // A paused input is resumed once the slowest with data is within reach, or gone.
-        let paused: BTreeSet<Tp> = [tp("labels", 0)].into();
-        assert_eq!(plan(&inputs, &paused, 10_000).resume, vec![tp("labels", 0)]);
-        let alone = [view("labels", 0, Some(50_000), true)];
-        assert_eq!(plan(&alone, &paused, 10_000).resume, vec![tp("labels", 0)]);
+        let paused: BTreeSet<Tp> = [tp("predictions", 1)].into();
+        assert_eq!(
+            plan(&inputs, &paused, 10_000, Held::Low).resume,
+            vec![tp("predictions", 1)]
+        );
+        let alone = [view("predictions", 1, Some(50_000), true)];
+        assert_eq!(
+            plan(&alone, &paused, 10_000, Held::Low).resume,
+            vec![tp("predictions", 1)]
+        );
     }
 
     #[test]
