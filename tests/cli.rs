@@ -187,3 +187,31 @@ fn conformance_jsonl_prints_one_line_per_check() {
         failed.join("\n")
     );
 }
+
+/// Built without DataFusion (`--no-default-features`), `baseline build` says what it needs
+/// instead of failing obscurely.
+#[cfg(not(feature = "datafusion"))]
+#[test]
+fn baseline_build_without_datafusion_names_the_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("train.csv");
+    std::fs::write(&input, "income,age\n1.0,2\n").unwrap();
+    let out = dir.path().join("profile.json");
+    let o = run_cli(&[
+        "baseline",
+        "build",
+        "--input",
+        input.to_str().unwrap(),
+        "--model",
+        "m",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("needs the cargo feature `datafusion`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+}
