@@ -602,12 +602,20 @@ impl Default for ConceptConfig {
 pub struct HttpConfig {
     /// Listen address for /metrics, /healthz, /readyz and /api/v1.
     pub addr: SocketAddr,
+    /// A connection must deliver a request's whole header within this time of the server
+    /// starting to read it (on connecting, and after each response), or it is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Connections served at once; a connection beyond them is answered 503 and closed.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 256,
         }
     }
 }
@@ -694,8 +702,12 @@ impl Config {
                 p.push(format!("output topic `{o}` is also an input topic"));
             }
         }
+        if self.http.header_read_timeout.is_zero() {
+            p.push("http.header_read_timeout must be positive".into());
+        }
         let l = &self.limits;
         for (name, v) in [
+            ("http.max_connections", self.http.max_connections),
             ("limits.max_models", l.max_models),
             ("limits.max_versions_per_model", l.max_versions_per_model),
             ("limits.max_features", l.max_features),
