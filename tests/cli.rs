@@ -1,4 +1,5 @@
-//! The command line: `config check` and `conformance --format jsonl`.
+//! The command line: `config check`, `conformance --format jsonl`, `--log-format`, and
+//! `baseline build` without DataFusion.
 
 mod support;
 
@@ -319,4 +320,87 @@ fn baseline_build_without_datafusion_names_the_feature() {
         stderr(&o)
     );
     assert!(!out.exists());
+}
+
+/// `--log-format json` (or `DRIFTWATCH_LOG_FORMAT=json`) writes the logs as one JSON object
+/// per line on stderr; stdout keeps only the outputs.
+#[test]
+fn log_format_json_writes_one_object_per_log_line_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    write_stream(&input, &gen(7, 300, 100.0));
+    let args = [
+        "replay",
+        "--input",
+        input.to_str().unwrap(),
+        "--baseline-events",
+        "100",
+    ];
+    let bootstrapped = |logs: &[Value]| {
+        logs.iter()
+            .find(|l| l["message"] == "baseline bootstrapped")
+            .cloned()
+    };
+    let json_logs = |o: &std::process::Output| -> Vec<Value> {
+        stderr(o)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+
+    let flag: Vec<&str> = ["--log-format", "json"].into_iter().chain(args).collect();
+    let by_flag = run_cli_env(&flag, &[("DRIFTWATCH_LOG", "info")]);
+    let by_env = run_cli_env(
+        &args,
+        &[
+            ("DRIFTWATCH_LOG", "info"),
+            ("DRIFTWATCH_LOG_FORMAT", "json"),
+        ],
+    );
+    for o in [&by_flag, &by_env] {
+        assert!(o.status.success(), "{}", stderr(o));
+        let logs = json_logs(o);
+        let event = bootstrapped(&logs).unwrap_or_else(|| panic!("{}", stderr(o)));
+        assert_eq!(event["level"], "INFO", "{event}");
+        assert!(event["timestamp"].is_string(), "{event}");
+        assert!(event["model_id"].is_string(), "{event}");
+        // Every stderr line but the closing summary is a JSON log object.
+        for line in stderr(o).lines() {
+            assert!(
+                serde_json::from_str::<Value>(line).is_ok() || line.starts_with("replayed "),
+                "not JSON: {line}"
+            );
+        }
+        // stdout holds the outputs only.
+        for line in stdout(o).lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert!(v.get("level").is_none(), "a log on stdout: {line}");
+        }
+    }
+
+    // The default is text; a flag after the subcommand works too; the flag wins over the
+    // environment.
+    let text = run_cli_env(&args, &[("DRIFTWATCH_LOG", "info")]);
+    assert!(text.status.success());
+    assert!(stderr(&text).contains("baseline bootstrapped"));
+    assert!(!stderr(&text).contains('\x1b'), "no colours off a terminal");
+    assert!(json_logs(&text).is_empty(), "{}", stderr(&text));
+    let after: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--log-format", "text"])
+        .collect();
+    let o = run_cli_env(
+        &after,
+        &[
+            ("DRIFTWATCH_LOG", "info"),
+            ("DRIFTWATCH_LOG_FORMAT", "json"),
+        ],
+    );
+    assert!(o.status.success());
+    assert!(json_logs(&o).is_empty(), "{}", stderr(&o));
+
+    let o = run_cli(&["--log-format", "xml", "config", "check"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("xml"), "{}", stderr(&o));
 }
