@@ -57,7 +57,7 @@ pub async fn run(
         ready: Arc::clone(&ready),
         recent: Default::default(),
     };
-    let (bound, http_task) = http::serve(cfg.http.addr, http_state.clone(), shutdown.clone())
+    let (bound, http_task) = http::serve(&cfg.http, http_state.clone(), shutdown.clone())
         .await
         .with_context(|| format!("cannot listen on {}", cfg.http.addr))?;
     tracing::info!(%bound, "http listening");

@@ -1,6 +1,6 @@
 //! The `driftwatch` command line: CLI → config → the chosen job.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,8 +17,23 @@ use driftwatch::generate::{Generator, GeneratorConfig};
 #[derive(Parser)]
 #[command(name = "driftwatch", version, about)]
 struct Cli {
+    /// Log format on stderr: `text` for people, `json` (one object per line) for log shippers.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "DRIFTWATCH_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -233,18 +248,26 @@ fn load_config(o: &Overrides) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
-fn init_tracing() {
+/// Logs go to stderr (stdout carries the outputs), filtered by `DRIFTWATCH_LOG`.
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DRIFTWATCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        // Colours for a terminal only, not for a file or a log collector.
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => logs.init(),
+        // One JSON object per line, the event's fields at the top level beside timestamp,
+        // level and target.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.log_format);
     match run_command(cli.command) {
         Ok(code) => code,
         Err(e) => {

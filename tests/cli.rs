@@ -1,4 +1,5 @@
-//! The command line: `config check` and `conformance --format jsonl`.
+//! The command line: `config check`, `conformance --format jsonl`, `--log-format`, and
+//! `baseline build` without DataFusion.
 
 mod common;
 
@@ -7,12 +8,17 @@ use std::path::PathBuf;
 use common::*;
 use serde_json::Value;
 
+/// `text` written to a configuration file in a new temporary directory.
+fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("driftwatch.toml");
+    std::fs::write(&p, text).unwrap();
+    (dir, p)
+}
+
 #[test]
 fn config_check_accepts_a_good_sample() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("good.toml");
-    std::fs::write(
-        &p,
+    let (_dir, p) = config_file(
         r#"
 [kafka]
 brokers = "localhost:9092"
@@ -30,8 +36,7 @@ threshold = 0.2
 min_drifted_features = 2
 sustain_windows = 3
 "#,
-    )
-    .unwrap();
+    );
     let o = run_cli(&["config", "check", "--config", p.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("configuration is valid"));
@@ -48,10 +53,7 @@ sustain_windows = 3
 
 #[test]
 fn config_check_reports_every_problem_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("bad.toml");
-    std::fs::write(
-        &p,
+    let (_dir, p) = config_file(
         r#"
 [window]
 length = "90s"
@@ -74,14 +76,13 @@ max_latency_p99_ratio = 0.5
 [mystery]
 x = 1
 "#,
-    )
-    .unwrap();
+    );
     let o = run_cli(&["config", "check", "--config", p.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = stderr(&o);
     for needle in [
-        "unknown key `window.colour`",
-        "mystery",
+        "`window.colour`: unknown key",
+        "`mystery`: unknown key",
         "window.length",
         "kafka.brokers",
         "drift.dataset_share",
@@ -108,9 +109,7 @@ x = 1
 
 #[test]
 fn env_override_of_window_slide() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("c.toml");
-    std::fs::write(&p, "[window]\nlength = \"10m\"\nslide = \"1m\"\n").unwrap();
+    let (_dir, p) = config_file("[window]\nlength = \"10m\"\nslide = \"1m\"\n");
     let o = run_cli_env(
         &["config", "check", "--config", p.to_str().unwrap()],
         &[("DRIFTWATCH__WINDOW__SLIDE", "2m")],
@@ -126,6 +125,113 @@ fn env_override_of_window_slide() {
     );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("window.length"), "{}", stderr(&o));
+}
+
+/// Twelve type errors and unknown keys, across sections, a map and an array: `config check`
+/// reports all of them, sorted by key, the same on every run (the `config` crate's hash-map
+/// order and its stop at the first error used to give a different one to three of them).
+#[test]
+fn config_check_reports_every_type_error_and_unknown_key_the_same_every_run() {
+    let (_dir, p) = config_file(
+        r#"
+[window]
+min_events = 1.5
+slide = 60
+shape = "round"
+
+[limits]
+max_models = "64"
+max_features = -1
+
+[triggers]
+enabled = 1
+sustain_windows = true
+
+[canary]
+max_latency_p99_ratio = "2"
+
+[drift.features.income]
+method = "psi"
+threshold = "high"
+
+[[baseline.files]]
+model_id = 8
+path = "p.json"
+
+[mystery]
+x = 1
+
+[kafka.bogus]
+y = 2
+"#,
+    );
+    let check = || {
+        let o = run_cli(&["config", "check", "--config", p.to_str().unwrap()]);
+        assert!(!o.status.success());
+        stderr(&o)
+    };
+    let first = check();
+    let problems: Vec<&str> = first
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("- "))
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "`baseline.files[0].model_id`: invalid type: integer `8`, expected a string",
+            "`canary.max_latency_p99_ratio`: invalid type: string \"2\", expected f64",
+            "`drift.features.income.threshold`: invalid type: string \"high\", expected f64",
+            "`kafka.bogus`: unknown key",
+            "`limits.max_features`: invalid value: integer `-1`, expected usize",
+            "`limits.max_models`: invalid type: string \"64\", expected usize",
+            "`mystery`: unknown key",
+            "`triggers.enabled`: invalid type: integer `1`, expected a boolean",
+            "`triggers.sustain_windows`: invalid type: boolean `true`, expected u32",
+            "`window.min_events`: invalid type: floating point `1.5`, expected u64",
+            "`window.shape`: unknown key",
+            "`window.slide`: invalid type: integer `60`, expected a duration",
+        ],
+        "{first}"
+    );
+    for _ in 0..5 {
+        assert_eq!(check(), first);
+    }
+}
+
+/// Environment variables are text: parsed to the key's type, or an error naming the variable.
+#[test]
+fn config_check_parses_environment_values_to_the_key_type() {
+    let o = run_cli_env(
+        &["config", "check"],
+        &[
+            ("DRIFTWATCH__LIMITS__MAX_MODELS", "128"),
+            ("DRIFTWATCH__TRIGGERS__ENABLED", "false"),
+            ("DRIFTWATCH__KAFKA__GROUP_ID", "42"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let effective: toml::Value = toml::from_str(&stdout(&o)).unwrap();
+    assert_eq!(effective["limits"]["max_models"].as_integer(), Some(128));
+    assert_eq!(effective["triggers"]["enabled"].as_bool(), Some(false));
+    assert_eq!(effective["kafka"]["group_id"].as_str(), Some("42"));
+
+    let o = run_cli_env(
+        &["config", "check"],
+        &[
+            ("DRIFTWATCH__WINDOW__MIN_EVENTS", "1.5"),
+            ("DRIFTWATCH__TRIGGERS__ENABLED", "yes"),
+        ],
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    for needle in [
+        "`triggers.enabled` (environment variable DRIFTWATCH__TRIGGERS__ENABLED=yes): \
+         invalid type: string \"yes\", expected a boolean",
+        "`window.min_events` (environment variable DRIFTWATCH__WINDOW__MIN_EVENTS=1.5): \
+         invalid type: floating point `1.5`, expected u64",
+    ] {
+        assert!(err.contains(needle), "missing `{needle}` in:\n{err}");
+    }
 }
 
 fn conformance_dir() -> PathBuf {
@@ -212,4 +318,115 @@ fn sigterm_during_start_up_stops_within_the_drain_timeout() {
         cfg.drain_timeout,
         dw.logs().join("\n")
     );
+}
+
+/// Built without DataFusion (`--no-default-features`), `baseline build` says what it needs
+/// instead of failing obscurely.
+#[cfg(not(feature = "datafusion"))]
+#[test]
+fn baseline_build_without_datafusion_names_the_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("train.csv");
+    std::fs::write(&input, "income,age\n1.0,2\n").unwrap();
+    let out = dir.path().join("profile.json");
+    let o = run_cli(&[
+        "baseline",
+        "build",
+        "--input",
+        input.to_str().unwrap(),
+        "--model",
+        "m",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("needs the cargo feature `datafusion`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+}
+
+/// `--log-format json` (or `DRIFTWATCH_LOG_FORMAT=json`) writes the logs as one JSON object
+/// per line on stderr; stdout keeps only the outputs.
+#[test]
+fn log_format_json_writes_one_object_per_log_line_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    write_stream(&input, &gen(7, 300, 100.0));
+    let args = [
+        "replay",
+        "--input",
+        input.to_str().unwrap(),
+        "--baseline-events",
+        "100",
+    ];
+    let bootstrapped = |logs: &[Value]| {
+        logs.iter()
+            .find(|l| l["message"] == "baseline bootstrapped")
+            .cloned()
+    };
+    let json_logs = |o: &std::process::Output| -> Vec<Value> {
+        stderr(o)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+
+    let flag: Vec<&str> = ["--log-format", "json"].into_iter().chain(args).collect();
+    let by_flag = run_cli_env(&flag, &[("DRIFTWATCH_LOG", "info")]);
+    let by_env = run_cli_env(
+        &args,
+        &[
+            ("DRIFTWATCH_LOG", "info"),
+            ("DRIFTWATCH_LOG_FORMAT", "json"),
+        ],
+    );
+    for o in [&by_flag, &by_env] {
+        assert!(o.status.success(), "{}", stderr(o));
+        let logs = json_logs(o);
+        let event = bootstrapped(&logs).unwrap_or_else(|| panic!("{}", stderr(o)));
+        assert_eq!(event["level"], "INFO", "{event}");
+        assert!(event["timestamp"].is_string(), "{event}");
+        assert!(event["model_id"].is_string(), "{event}");
+        // Every stderr line but the closing summary is a JSON log object.
+        for line in stderr(o).lines() {
+            assert!(
+                serde_json::from_str::<Value>(line).is_ok() || line.starts_with("replayed "),
+                "not JSON: {line}"
+            );
+        }
+        // stdout holds the outputs only.
+        for line in stdout(o).lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert!(v.get("level").is_none(), "a log on stdout: {line}");
+        }
+    }
+
+    // The default is text; a flag after the subcommand works too; the flag wins over the
+    // environment.
+    let text = run_cli_env(&args, &[("DRIFTWATCH_LOG", "info")]);
+    assert!(text.status.success());
+    assert!(stderr(&text).contains("baseline bootstrapped"));
+    assert!(!stderr(&text).contains('\x1b'), "no colours off a terminal");
+    assert!(json_logs(&text).is_empty(), "{}", stderr(&text));
+    let after: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--log-format", "text"])
+        .collect();
+    let o = run_cli_env(
+        &after,
+        &[
+            ("DRIFTWATCH_LOG", "info"),
+            ("DRIFTWATCH_LOG_FORMAT", "json"),
+        ],
+    );
+    assert!(o.status.success());
+    assert!(json_logs(&o).is_empty(), "{}", stderr(&o));
+
+    let o = run_cli(&["--log-format", "xml", "config", "check"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("xml"), "{}", stderr(&o));
 }

@@ -95,7 +95,7 @@ fn drift_part_way_alerts_on_exactly_the_drifted_features_and_triggers_once() {
     let bytes = std::fs::read(&path).expect("snapshot exists");
     assert_eq!(&bytes[..4], b"PAR1");
     assert_eq!(&bytes[bytes.len() - 4..], b"PAR1");
-    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
     let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
     let rows = reader.metadata().file_metadata().num_rows();
     assert!(rows > 0);

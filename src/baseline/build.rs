@@ -4,11 +4,18 @@
 //! `prediction.*`, `latency_ms`, `label`) uses the nested features; a flat training table uses
 //! every column that is not an id, time, prediction, label, latency or attribute column, or the
 //! columns named with `--features`.
+//!
+//! Reading the file takes DataFusion, the cargo feature `datafusion` (on by default); a binary
+//! built without it answers `baseline build` with an error that says so.
 
 use std::path::Path;
 
+#[cfg(feature = "datafusion")]
 use crate::baseline::table::{read_table, Column, ColumnData, Table};
-use crate::baseline::{BaselineError, BuildLimits, Profile, ProfileBuilder};
+#[cfg(feature = "datafusion")]
+use crate::baseline::ProfileBuilder;
+use crate::baseline::{BaselineError, BuildLimits, Profile};
+#[cfg(feature = "datafusion")]
 use crate::event::FeatureValue;
 
 /// What to build.
@@ -26,6 +33,7 @@ pub struct BuildOptions {
     pub limits: BuildLimits,
 }
 
+#[cfg(feature = "datafusion")]
 const RESERVED: [&str; 6] = [
     "event_id",
     "model_id",
@@ -35,6 +43,7 @@ const RESERVED: [&str; 6] = [
     "label",
 ];
 
+#[cfg(feature = "datafusion")]
 fn is_reserved(name: &str, label: Option<&str>) -> bool {
     RESERVED.contains(&name)
         || Some(name) == label
@@ -43,6 +52,7 @@ fn is_reserved(name: &str, label: Option<&str>) -> bool {
         || name.starts_with("attributes.")
 }
 
+#[cfg(feature = "datafusion")]
 fn value_at(c: &Column, row: usize) -> FeatureValue<'_> {
     match &c.data {
         ColumnData::Numeric(v) => v[row].map_or(FeatureValue::Null, FeatureValue::Number),
@@ -52,6 +62,7 @@ fn value_at(c: &Column, row: usize) -> FeatureValue<'_> {
     }
 }
 
+#[cfg(feature = "datafusion")]
 fn text_at(c: &Column, row: usize) -> Option<String> {
     match &c.data {
         ColumnData::Numeric(v) => v[row].map(|x| {
@@ -65,6 +76,7 @@ fn text_at(c: &Column, row: usize) -> Option<String> {
     }
 }
 
+#[cfg(feature = "datafusion")]
 fn number_at(c: &Column, row: usize) -> Option<f64> {
     match &c.data {
         ColumnData::Numeric(v) => v[row],
@@ -72,11 +84,13 @@ fn number_at(c: &Column, row: usize) -> Option<f64> {
     }
 }
 
+#[cfg(feature = "datafusion")]
 fn data_err(path: &Path, msg: String) -> BaselineError {
     BaselineError::Data(format!("{}: {msg}", path.display()))
 }
 
 /// Builds a profile from `path`.
+#[cfg(feature = "datafusion")]
 pub async fn from_file(path: &Path, opts: &BuildOptions) -> Result<Profile, BaselineError> {
     let table = read_table(path)
         .await
@@ -84,7 +98,18 @@ pub async fn from_file(path: &Path, opts: &BuildOptions) -> Result<Profile, Base
     from_table(&table, opts)
 }
 
+/// Builds a profile from `path`: not in this binary, which was built without DataFusion.
+#[cfg(not(feature = "datafusion"))]
+pub async fn from_file(path: &Path, _opts: &BuildOptions) -> Result<Profile, BaselineError> {
+    Err(BaselineError::Data(format!(
+        "{}: `baseline build` needs the cargo feature `datafusion`, which this binary was built \
+         without (build it with the default features, e.g. `cargo build --release`)",
+        path.display()
+    )))
+}
+
 /// Builds a profile from a table already read.
+#[cfg(feature = "datafusion")]
 pub fn from_table(table: &Table, opts: &BuildOptions) -> Result<Profile, BaselineError> {
     let path = table.path.as_path();
     if table.rows == 0 {

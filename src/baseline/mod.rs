@@ -2,10 +2,12 @@
 //! trained, in the form the streaming statistics compare against.
 //!
 //! A profile is built from training data (`driftwatch baseline build`, through DataFusion in
-//! [`table`]) or bootstrapped from the first N live events ([`ProfileBuilder`]). Its id is the
-//! sha256 of its canonical JSON content, so every alert names exactly the profile it used.
+//! `table`, cargo feature `datafusion`) or bootstrapped from the first N live events
+//! ([`ProfileBuilder`]). Its id is the sha256 of its canonical JSON content, so every alert
+//! names exactly the profile it used.
 
 pub mod build;
+#[cfg(feature = "datafusion")]
 pub mod table;
 
 use std::collections::HashMap;

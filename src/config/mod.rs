@@ -1,8 +1,11 @@
 //! Configuration: serde structs, layered loading and one validation pass.
 //!
 //! Layers, later ones win: built-in defaults, then the TOML file, then environment variables
-//! `DRIFTWATCH__SECTION__KEY` (double underscore between levels). Unknown keys are errors, and
-//! [`Config::load`] reports every unknown key and every invalid value at once.
+//! `DRIFTWATCH__SECTION__KEY` (double underscore between levels). Unknown keys and values of
+//! the wrong type are errors (nothing is coerced), and [`Config::load`] reports every unknown
+//! key, wrong type and invalid value at once, sorted, the same on every run (see [`load`]).
+
+pub mod load;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -625,12 +628,20 @@ impl Default for ConceptConfig {
 pub struct HttpConfig {
     /// Listen address for /metrics, /healthz, /readyz and /api/v1.
     pub addr: SocketAddr,
+    /// A connection must deliver a request's whole header within this time of the server
+    /// starting to read it (on connecting, and after each response), or it is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Connections served at once; a connection beyond them is answered 503 and closed.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 256,
         }
     }
 }
@@ -639,61 +650,22 @@ impl Config {
     /// Loads defaults, then `file` (if any), then `DRIFTWATCH__…` environment variables, and
     /// validates the result, reporting every problem at once.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut builder = config::Config::builder();
+        let mut layers = load::Layers::default();
         if let Some(path) = file {
-            if !path.exists() {
-                return Err(ConfigError {
-                    problems: vec![format!("config file {} does not exist", path.display())],
-                });
-            }
-            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                problems: vec![format!("config file {}: {e}", path.display())],
+            })?;
+            layers.file(&path.display().to_string(), &text)?;
         }
-        builder = builder.add_source(
-            config::Environment::with_prefix("DRIFTWATCH")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true),
-        );
-        let merged = builder.build().map_err(|e| ConfigError {
-            problems: vec![e.to_string()],
-        })?;
-        Self::from_layers(merged)
+        layers.env(std::env::vars_os());
+        layers.into_config()
     }
 
     /// Parses a TOML string over the defaults (no environment), validating it.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let merged = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .build()
-            .map_err(|e| ConfigError {
-                problems: vec![e.to_string()],
-            })?;
-        Self::from_layers(merged)
-    }
-
-    fn from_layers(merged: config::Config) -> Result<Config, ConfigError> {
-        let mut problems = Vec::new();
-        let mut unknown = Vec::new();
-        let parsed: Result<Config, _> = serde_ignored::deserialize(merged, |path| {
-            unknown.push(path.to_string());
-        });
-        for key in unknown {
-            problems.push(format!("unknown key `{key}`"));
-        }
-        match parsed {
-            Ok(cfg) => {
-                problems.extend(cfg.validate());
-                if problems.is_empty() {
-                    Ok(cfg)
-                } else {
-                    Err(ConfigError { problems })
-                }
-            }
-            Err(e) => {
-                problems.push(e.to_string());
-                Err(ConfigError { problems })
-            }
-        }
+        let mut layers = load::Layers::default();
+        layers.file("configuration", text)?;
+        layers.into_config()
     }
 
     /// Every semantic problem of an already parsed configuration.
@@ -763,8 +735,12 @@ impl Config {
                 p.push(format!("output topic `{o}` is also an input topic"));
             }
         }
+        if self.http.header_read_timeout.is_zero() {
+            p.push("http.header_read_timeout must be positive".into());
+        }
         let l = &self.limits;
         for (name, v) in [
+            ("http.max_connections", self.http.max_connections),
             ("limits.max_models", l.max_models),
             ("limits.max_versions_per_model", l.max_versions_per_model),
             ("limits.max_features", l.max_features),
@@ -1007,11 +983,150 @@ mod tests {
         )
         .unwrap_err();
         let all = err.problems.join("\n");
-        assert!(all.contains("unknown key `window.colour`"), "{all}");
+        assert!(all.contains("`window.colour`: unknown key"), "{all}");
         assert!(all.contains("window.length"), "{all}");
         assert!(all.contains("kafka.brokers"), "{all}");
         assert!(all.contains("drift.dataset_share"), "{all}");
         assert_eq!(err.problems.len(), 4, "{all}");
+    }
+
+    #[test]
+    fn problems_come_sorted_the_same_each_time_with_array_elements_numbered_as_written() {
+        // The first and third files are rejected (wrong types); the second is well typed but
+        // missing, which the validation after the parse reports.
+        let text = r#"
+            [window]
+            shape = "round"
+            [[baseline.files]]
+            model_id = "m"
+            path = 7
+            [[baseline.files]]
+            model_id = "m"
+            path = "/nonexistent/a.json"
+            [[baseline.files]]
+            model_id = 8
+            path = "b.json"
+        "#;
+        let first = Config::from_toml_str(text).unwrap_err().problems;
+        assert_eq!(
+            first,
+            [
+                "`baseline.files[0].path`: invalid type: integer `7`, expected path string",
+                "`baseline.files[2].model_id`: invalid type: integer `8`, expected a string",
+                "`window.shape`: unknown key",
+                "baseline file /nonexistent/a.json (model m) does not exist",
+            ]
+        );
+        for _ in 0..20 {
+            assert_eq!(Config::from_toml_str(text).unwrap_err().problems, first);
+        }
+    }
+
+    #[test]
+    fn wrong_types_are_not_coerced() {
+        for (text, key, expected) in [
+            (
+                "[window]\nmin_events = 1.5\n",
+                "window.min_events",
+                "expected u64",
+            ),
+            (
+                "[triggers]\nenabled = 1\n",
+                "triggers.enabled",
+                "expected a boolean",
+            ),
+            (
+                "[limits]\nmax_models = \"64\"\n",
+                "limits.max_models",
+                "expected usize",
+            ),
+            (
+                "[canary]\nenabled = \"true\"\n",
+                "canary.enabled",
+                "expected a boolean",
+            ),
+            (
+                "[kafka]\ngroup_id = 5\n",
+                "kafka.group_id",
+                "expected a string",
+            ),
+        ] {
+            let err = Config::from_toml_str(text).unwrap_err();
+            assert_eq!(err.problems.len(), 1, "{text}: {err}");
+            let p = &err.problems[0];
+            assert!(p.starts_with(&format!("`{key}`: ")), "{text}: {p}");
+            assert!(p.ends_with(expected), "{text}: {p}");
+        }
+        // An integer is a float without loss.
+        let cfg = Config::from_toml_str("[drift]\ndataset_share = 1\n").unwrap();
+        assert_eq!(cfg.drift.dataset_share, 1.0);
+    }
+
+    fn with_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut layers = load::Layers::default();
+        layers.file("test", text)?;
+        layers.env(vars.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+        layers.into_config()
+    }
+
+    #[test]
+    fn environment_values_are_parsed_to_the_key_type_or_name_the_variable() {
+        let cfg = with_env(
+            "[window]\nmin_events = 5\n",
+            &[
+                ("DRIFTWATCH__LIMITS__MAX_MODELS", "100"),
+                ("DRIFTWATCH__TRIGGERS__ENABLED", "false"),
+                ("DRIFTWATCH__KAFKA__GROUP_ID", "123"),
+                ("DRIFTWATCH__WINDOW__MIN_EVENTS", "7"),
+                ("DRIFTWATCH__DRIFT__DATASET_SHARE", "0.25"),
+                ("DRIFTWATCH__WINDOW__SLIDE", "2m"),
+                ("DRIFTWATCH__CONCEPT__DETECTORS", "[\"ddm\"]"),
+                ("DRIFTWATCH_LOG_FORMAT", "json"),
+                ("OTHER__WINDOW__SLIDE", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.limits.max_models, 100);
+        assert!(!cfg.triggers.enabled);
+        assert_eq!(cfg.kafka.group_id, "123");
+        assert_eq!(cfg.window.min_events, 7);
+        assert_eq!(cfg.drift.dataset_share, 0.25);
+        assert_eq!(cfg.window.slide, Duration::from_secs(120));
+        assert_eq!(cfg.concept.detectors, ["ddm"]);
+
+        let err = with_env(
+            "",
+            &[
+                ("DRIFTWATCH__WINDOW__MIN_EVENTS", "1.5"),
+                ("DRIFTWATCH__TRIGGERS__ENABLED", "1"),
+                ("DRIFTWATCH__LIMITS__MAX_MODELS", "sixty-four"),
+                ("DRIFTWATCH__WINDOW__COLOUR", "blue"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.problems,
+            [
+                "`limits.max_models` (environment variable DRIFTWATCH__LIMITS__MAX_MODELS=\
+                 sixty-four): invalid type: string \"sixty-four\", expected usize",
+                "`triggers.enabled` (environment variable DRIFTWATCH__TRIGGERS__ENABLED=1): \
+                 invalid type: integer `1`, expected a boolean",
+                "`window.colour` (environment variable DRIFTWATCH__WINDOW__COLOUR=blue): \
+                 unknown key",
+                "`window.min_events` (environment variable DRIFTWATCH__WINDOW__MIN_EVENTS=1.5): \
+                 invalid type: floating point `1.5`, expected u64",
+            ],
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn checks_on_a_rejected_key_are_not_reported_about_its_default() {
+        // window.slide is rejected and holds its default (1m), which 90s is no multiple of:
+        // that is not a problem of the file.
+        let err = Config::from_toml_str("[window]\nlength = \"90s\"\nslide = 30\n").unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert!(err.problems[0].starts_with("`window.slide`"), "{err}");
     }
 
     #[test]
