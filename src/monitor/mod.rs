@@ -93,6 +93,17 @@ pub struct VersionCheckpoint {
     pub policy: crate::policy::VersionPolicy,
 }
 
+/// How full the buffers of labels and features waiting for their prediction are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldForJoin {
+    /// Under a quarter of their capacity.
+    Low,
+    /// Between a quarter and a half.
+    Some,
+    /// Over half.
+    High,
+}
+
 /// Where one input stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputView<'a> {
@@ -323,8 +334,8 @@ impl Monitor {
 
     /// How full the buffers of labels and features waiting for their prediction are, against
     /// `limits.max_pending_joins` (labels) and a quarter of it (features).
-    pub fn held_for_join(&self) -> crate::source::pacing::Held {
-        use crate::source::pacing::Held;
+    pub fn held_for_join(&self) -> HeldForJoin {
+        use HeldForJoin as Held;
         let cap = self.cfg.limits.max_pending_joins.max(4);
         let share = (self.joins.early_labels.len() as f64 / cap as f64)
             .max(self.joins.early_features.len() as f64 / (cap / 4) as f64);

@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::event::EventKind;
+pub use crate::monitor::HeldForJoin as Held;
 use crate::monitor::InputView;
 
 /// A topic partition.
@@ -28,17 +29,6 @@ pub struct Plan {
     pub pause: Vec<Tp>,
     /// Inputs to resume.
     pub resume: Vec<Tp>,
-}
-
-/// How full the buffers of labels and features waiting for their prediction are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Held {
-    /// Under a quarter of their capacity.
-    Low,
-    /// Between a quarter and a half.
-    Some,
-    /// Over half.
-    High,
 }
 
 /// Which inputs to pause and which to resume, given where each stands and which are paused.
