@@ -339,7 +339,7 @@ impl Default for KafkaConfig {
             options_from_env: BTreeMap::new(),
             session_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
-            max_time_ahead: Duration::from_secs(10),
+            max_time_ahead: Duration::from_secs(60),
             idle_after: Duration::from_secs(3),
             check_copartitioning: true,
             auto_offset_reset: "earliest".into(),
