@@ -51,8 +51,10 @@ pub fn plan(
         .min();
     let mut plan = Plan::default();
     for i in inputs {
-        let tp = (i.topic.to_string(), i.partition);
-        let is_paused = paused.contains(&tp);
+        // Runs after every batch: an owned key only for an input that changes state.
+        let is_paused = paused
+            .iter()
+            .any(|(t, p)| *p == i.partition && t == i.topic);
         let (pause, resume) = match (slowest, i.clock) {
             (Some(s), Some(t)) if !i.idle && i.kind == EventKind::Prediction => (
                 t > s.saturating_add(max_ahead_ms),
@@ -65,9 +67,9 @@ pub fn plan(
             _ => (false, true),
         };
         if pause && !is_paused {
-            plan.pause.push(tp);
+            plan.pause.push((i.topic.to_string(), i.partition));
         } else if resume && is_paused {
-            plan.resume.push(tp);
+            plan.resume.push((i.topic.to_string(), i.partition));
         }
     }
     // Inputs paused and since revoked or gone are forgotten by the caller.
