@@ -358,6 +358,8 @@ fn compare(
         let sum = |name: &str| m.sum(name, &[]);
         assert_eq!(sum("driftwatch_late_events_total"), 0.0, "late:\n{events}");
         assert_eq!(sum("driftwatch_dead_letters_total"), 0.0, "dead letters");
+        // In particular no bootstrap was fed in arrival order for want of a watermark.
+        assert_eq!(sum("driftwatch_limit_hits_total"), 0.0, "limits hit");
         if joins_complete {
             assert_eq!(
                 sum("driftwatch_join_misses_total"),

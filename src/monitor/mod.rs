@@ -93,15 +93,30 @@ pub struct VersionCheckpoint {
     pub policy: crate::policy::VersionPolicy,
 }
 
-/// How full the buffers of labels and features waiting for their prediction are.
+/// How full a bounded buffer is: labels and features waiting for their prediction
+/// ([`Monitor::held_for_join`]), predictions waiting for a bootstrapping model's watermark
+/// ([`Monitor::bootstrap_fill`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeldForJoin {
+pub enum Fill {
     /// Under a quarter of their capacity.
     Low,
     /// Between a quarter and a half.
     Some,
     /// Over half.
     High,
+}
+
+impl Fill {
+    /// The level of a buffer filled to `share` of its capacity.
+    fn of(share: f64) -> Self {
+        if share > 0.5 {
+            Fill::High
+        } else if share < 0.25 {
+            Fill::Low
+        } else {
+            Fill::Some
+        }
+    }
 }
 
 /// Where one input stands.
@@ -334,18 +349,28 @@ impl Monitor {
 
     /// How full the buffers of labels and features waiting for their prediction are, against
     /// `limits.max_pending_joins` (labels) and a quarter of it (features).
-    pub fn held_for_join(&self) -> HeldForJoin {
-        use HeldForJoin as Held;
+    pub fn held_for_join(&self) -> Fill {
         let cap = self.cfg.limits.max_pending_joins.max(4);
-        let share = (self.joins.early_labels.len() as f64 / cap as f64)
-            .max(self.joins.early_features.len() as f64 / (cap / 4) as f64);
-        if share > 0.5 {
-            Held::High
-        } else if share < 0.25 {
-            Held::Low
-        } else {
-            Held::Some
-        }
+        Fill::of(
+            (self.joins.early_labels.len() as f64 / cap as f64)
+                .max(self.joins.early_features.len() as f64 / (cap / 4) as f64),
+        )
+    }
+
+    /// How full the fullest queue of predictions waiting for a bootstrapping version's
+    /// watermark is, against its cap (four times `baseline.bootstrap_events`). The source
+    /// pauses the prediction inputs ahead of the slowest while it is over half full, so that
+    /// the baseline is made of the first events in event time however unevenly the broker
+    /// delivers its partitions.
+    pub fn bootstrap_fill(&self) -> Fill {
+        let most = self
+            .models
+            .iter()
+            .flatten()
+            .flat_map(|m| m.versions.iter().map(|v| v.waiting.len()))
+            .max()
+            .unwrap_or(0);
+        Fill::of(most as f64 / waiting_cap(&self.cfg) as f64)
     }
 
     /// Checkpoints of the models that evaluated windows since the last call.
@@ -632,6 +657,8 @@ impl Monitor {
             self.counts.event(kind.as_str(), outcome);
         }
         if let Some(mi) = self.waiting_overflow.take() {
+            self.counts.limit("bootstrap_waiting");
+            self.warn_overflow(mi);
             self.release_model(mi, i64::MIN);
         }
         self.since_advance += 1;
@@ -760,6 +787,30 @@ impl Monitor {
             let w = model.versions[vi].waiting.pop().expect("peeked");
             self.apply_waiting(w);
         }
+    }
+
+    /// Logs (once per model) that a bootstrapping version is fed in arrival order, and the
+    /// inputs that hold its watermark back.
+    #[cold]
+    fn warn_overflow(&mut self, mi: usize) {
+        let Some(model) = self.models[mi].as_mut() else {
+            return;
+        };
+        if std::mem::replace(&mut model.overflow_warned, true) {
+            return;
+        }
+        let holding: Vec<String> = self
+            .inputs
+            .iter()
+            .filter(|i| !i.dropped && !i.idle)
+            .map(|i| format!("{}[{}]@{:?}", i.topic, i.partition, i.clock.floor()))
+            .collect();
+        tracing::warn!(
+            model_id = %model.model_id,
+            cap = waiting_cap(&self.cfg),
+            inputs = ?holding,
+            "bootstrap predictions fed in arrival order: the model's watermark does not move"
+        );
     }
 
     fn apply_waiting(&mut self, w: Waiting) {

@@ -99,6 +99,8 @@ pub(super) struct ModelState {
     /// Monitor input indices that have carried events of this model: its watermark is the
     /// minimum of their clocks.
     pub(super) feeders: Vec<u32>,
+    /// Whether the arrival-order feeding of its bootstrap was logged.
+    pub(super) overflow_warned: bool,
     /// The pane end that the model's watermark must reach before anything closes.
     pub(super) next_close_ms: i64,
     /// Windows were evaluated since the last policy checkpoint.
@@ -354,17 +356,16 @@ pub(super) fn record_prediction(
                 );
                 match b.finish() {
                     Ok(profile) => {
+                        let starts_ms = window_start_after(e.timestamp_ms, cfg);
                         tracing::info!(
                             model_id = %e.model_id,
                             version = %v.version,
                             profile = %profile.id,
+                            window_starts = %crate::event::format_rfc3339_ms(starts_ms),
                             "baseline bootstrapped"
                         );
-                        v.phase = Phase::Active(Box::new(activate(
-                            Arc::new(profile),
-                            cfg,
-                            window_start_after(e.timestamp_ms, cfg),
-                        )));
+                        v.phase =
+                            Phase::Active(Box::new(activate(Arc::new(profile), cfg, starts_ms)));
                         return ("bootstrapped", None, groups);
                     }
                     Err(err) => {

@@ -299,7 +299,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {
                 if shared.rebalanced.swap(false, Ordering::AcqRel) {
-                    rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored, &shutdown)
+                    rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored, &shutdown, &mut outputs)
                         .await;
                 }
                 pacing.idle(&consumer, &mut monitor, cfg.kafka.idle_after, &mut outputs);
@@ -354,8 +354,9 @@ pub async fn run(
                         continue;
                     }
                     if shared.rebalanced.swap(false, Ordering::AcqRel) {
-                        rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored, &shutdown)
+                        rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored, &shutdown, &mut outputs)
                             .await;
+                        outputs.drain(..).for_each(|o| outputs_to.publish_live(&o));
                     }
                     pacing.wake(&consumer, &mut monitor);
                     consumed += batch.len() as u64;
@@ -392,7 +393,9 @@ pub async fn run(
 /// Applies an assignment change before any message polled after it: revoked inputs are
 /// dropped; assigned ones are announced to the monitor (they hold the watermarks until they
 /// deliver or turn out idle), their start positions looked up, and what earlier owners made
-/// durable — baselines, emitted triggers — read back.
+/// durable — baselines, emitted triggers — read back. Inputs assigned with nothing to fetch
+/// are idle at once (what that lets close goes to `out`).
+#[allow(clippy::too_many_arguments)]
 async fn rebalance(
     cfg: &Arc<Config>,
     consumer: &StreamConsumer<SourceContext>,
@@ -401,6 +404,7 @@ async fn rebalance(
     pacing: &mut Pacing,
     stored: &mut BTreeMap<Tp, i64>,
     shutdown: &CancellationToken,
+    out: &mut Vec<Output>,
 ) {
     let changes = std::mem::take(&mut *shared.changes.lock().expect("not poisoned"));
     let mut assigned = Vec::new();
@@ -430,7 +434,12 @@ async fn rebalance(
     if let Err(e) = consumer.resume(&tpl) {
         tracing::warn!(error = %e, "resuming the assigned partitions failed");
     }
-    for (tp, start) in start_offsets(cfg, consumer, &assigned) {
+    let starts = start_offsets(cfg, consumer, &assigned);
+    let mut empty = Vec::new();
+    for (tp, start, high) in starts {
+        if high.is_some_and(|h| start >= h) {
+            empty.push(tp.clone());
+        }
         pacing.positions.assigned(tp, start);
     }
     let read = tokio::task::spawn_blocking({
@@ -468,15 +477,21 @@ async fn rebalance(
         Ok(Err(e)) => tracing::error!(error = %e, "cannot read the state and trigger topics back"),
         Err(e) => tracing::error!(error = %e, "reading the state and trigger topics back failed"),
     }
+    // After the state is back: being idle lets windows close. A partition that receives data
+    // later is woken before its first batch.
+    for (topic, partition) in empty {
+        tracing::debug!(%topic, partition, "input assigned with nothing to fetch");
+        monitor.set_idle(&topic, partition, true, out);
+    }
 }
 
-/// Where each assigned input starts: its committed offset, or where `auto.offset.reset` puts
-/// a partition without one.
+/// Where each assigned input starts — its committed offset, or where `auto.offset.reset` puts
+/// a partition without one — and its high watermark when the broker told it.
 fn start_offsets(
     cfg: &Config,
     consumer: &StreamConsumer<SourceContext>,
     assigned: &[Tp],
-) -> Vec<(Tp, i64)> {
+) -> Vec<(Tp, i64, Option<i64>)> {
     let mut tpl = TopicPartitionList::new();
     for (t, p) in assigned {
         tpl.add_partition(t, *p);
@@ -491,18 +506,18 @@ fn start_offsets(
     let mut starts = Vec::new();
     for e in committed.elements() {
         let tp = (e.topic().to_string(), e.partition());
-        let start = match e.offset() {
-            Offset::Offset(o) => o,
-            _ => match consumer.fetch_watermarks(&tp.0, tp.1, Duration::from_secs(5)) {
-                Ok((lo, hi)) if cfg.kafka.auto_offset_reset == "latest" => hi.max(lo),
-                Ok((lo, _)) => lo,
-                Err(e) => {
-                    tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "no watermarks");
-                    continue;
-                }
-            },
+        let marks = consumer.fetch_watermarks(&tp.0, tp.1, Duration::from_secs(5));
+        if let Err(e) = &marks {
+            tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "no watermarks");
+        }
+        let marks = marks.ok();
+        let start = match (e.offset(), marks) {
+            (Offset::Offset(o), _) => o,
+            (_, Some((lo, hi))) if cfg.kafka.auto_offset_reset == "latest" => hi.max(lo),
+            (_, Some((lo, _))) => lo,
+            (_, None) => continue,
         };
-        starts.push((tp, start));
+        starts.push((tp, start, marks.map(|(_, hi)| hi)));
     }
     starts
 }
@@ -574,7 +589,13 @@ impl Pacing {
         telemetry: &Telemetry,
     ) {
         let views: Vec<_> = monitor.inputs().collect();
-        let plan = pacing::plan(&views, &self.paused, max_ahead_ms, monitor.held_for_join());
+        let plan = pacing::plan(
+            &views,
+            &self.paused,
+            max_ahead_ms,
+            monitor.held_for_join(),
+            monitor.bootstrap_fill(),
+        );
         for (tps, pause) in [(plan.pause, true), (plan.resume, false)] {
             if tps.is_empty() {
                 continue;

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::event::EventKind;
-pub use crate::monitor::HeldForJoin as Held;
+pub use crate::monitor::Fill;
 use crate::monitor::InputView;
 
 /// A topic partition.
@@ -34,21 +34,29 @@ pub struct Plan {
 /// Which inputs to pause and which to resume, given where each stands and which are paused.
 ///
 /// Prediction inputs are kept within `max_ahead_ms` of the slowest prediction input with data
-/// (resumed once within half of it). Label and feature inputs run ahead of the predictions by
+/// (resumed once within half of it). While a bootstrapping model's waiting predictions are
+/// over half their cap (`bootstrap` high), every prediction input ahead of the slowest, or
+/// all of them while one with data has delivered nothing yet, is paused, and resumed once it
+/// is the slowest or the queue is under a quarter full: the baseline is the first events in
+/// event time, not the first fetched. Label and feature inputs run ahead of the predictions by
 /// nature (a label comes after its prediction) and cost memory only while they wait for
 /// predictions not read yet: those ahead of the slowest prediction input are paused when the
-/// waiting buffers are over half full, and resumed under a quarter.
+/// waiting buffers are over half full (`joins` high), and resumed under a quarter.
 pub fn plan(
     inputs: &[InputView<'_>],
     paused: &BTreeSet<Tp>,
     max_ahead_ms: i64,
-    held: Held,
+    joins: Fill,
+    bootstrap: Fill,
 ) -> Plan {
-    let slowest = inputs
-        .iter()
-        .filter(|i| !i.idle && i.kind == EventKind::Prediction)
-        .filter_map(|i| i.clock)
-        .min();
+    let predictions = || {
+        inputs
+            .iter()
+            .filter(|i| !i.idle && i.kind == EventKind::Prediction)
+    };
+    let slowest = predictions().filter_map(|i| i.clock).min();
+    // A prediction input with data that has delivered nothing may hold the earliest events.
+    let unread = predictions().any(|i| i.clock.is_none());
     let mut plan = Plan::default();
     for i in inputs {
         // Runs after every batch: an owned key only for an input that changes state.
@@ -56,12 +64,15 @@ pub fn plan(
             .iter()
             .any(|(t, p)| *p == i.partition && t == i.topic);
         let (pause, resume) = match (slowest, i.clock) {
-            (Some(s), Some(t)) if !i.idle && i.kind == EventKind::Prediction => (
-                t > s.saturating_add(max_ahead_ms),
-                t <= s.saturating_add(max_ahead_ms / 2),
-            ),
+            (Some(s), Some(t)) if !i.idle && i.kind == EventKind::Prediction => {
+                let ahead = unread || t > s;
+                (
+                    t > s.saturating_add(max_ahead_ms) || (ahead && bootstrap == Fill::High),
+                    t <= s.saturating_add(max_ahead_ms / 2) && (!ahead || bootstrap == Fill::Low),
+                )
+            }
             (Some(s), Some(t)) if !i.idle => {
-                (t > s && held == Held::High, t <= s || held == Held::Low)
+                (t > s && joins == Fill::High, t <= s || joins == Fill::Low)
             }
             // Nothing to wait for (no prediction input with data), or nothing known of this one.
             _ => (false, true),
@@ -119,6 +130,10 @@ impl Positions {
             self.at_end.remove(&tp);
             return Some(false);
         }
+        if input.idle {
+            // Still at its end (or assigned empty): stays idle.
+            return Some(true);
+        }
         let since = *self.at_end.entry(tp).or_insert(now);
         Some(now.duration_since(since) >= idle_after)
     }
@@ -156,7 +171,7 @@ mod tests {
             view("predictions", 1, Some(12_001), false),
             view("features", 0, None, false),
         ];
-        let p = plan(&inputs, &none, 10_000, Held::Low);
+        let p = plan(&inputs, &none, 10_000, Fill::Low, Fill::Low);
         assert_eq!(p.pause, vec![tp("predictions", 1)]);
         assert!(p.resume.is_empty());
 
@@ -166,12 +181,15 @@ mod tests {
             view("predictions", 0, Some(6_000), false),
             view("predictions", 1, Some(12_001), false),
         ];
-        assert_eq!(plan(&inputs, &paused, 10_000, Held::Low), Plan::default());
+        assert_eq!(
+            plan(&inputs, &paused, 10_000, Fill::Low, Fill::Low),
+            Plan::default()
+        );
         let inputs = [
             view("predictions", 0, Some(7_001), false),
             view("predictions", 1, Some(12_001), false),
         ];
-        let p = plan(&inputs, &paused, 10_000, Held::Low);
+        let p = plan(&inputs, &paused, 10_000, Fill::Low, Fill::Low);
         assert_eq!(p.resume, vec![tp("predictions", 1)]);
     }
 
@@ -183,14 +201,23 @@ mod tests {
             view("labels", 0, Some(61_000), false),
         ];
         // A minute ahead, as labels are, costs nothing while they find their predictions.
-        assert_eq!(plan(&inputs, &none, 10_000, Held::Low), Plan::default());
-        assert_eq!(plan(&inputs, &none, 10_000, Held::Some), Plan::default());
-        let p = plan(&inputs, &none, 10_000, Held::High);
+        assert_eq!(
+            plan(&inputs, &none, 10_000, Fill::Low, Fill::Low),
+            Plan::default()
+        );
+        assert_eq!(
+            plan(&inputs, &none, 10_000, Fill::Some, Fill::Low),
+            Plan::default()
+        );
+        let p = plan(&inputs, &none, 10_000, Fill::High, Fill::Low);
         assert_eq!(p.pause, vec![tp("labels", 0)]);
         let paused: BTreeSet<Tp> = [tp("labels", 0)].into();
-        assert_eq!(plan(&inputs, &paused, 10_000, Held::Some), Plan::default());
         assert_eq!(
-            plan(&inputs, &paused, 10_000, Held::Low).resume,
+            plan(&inputs, &paused, 10_000, Fill::Some, Fill::Low),
+            Plan::default()
+        );
+        assert_eq!(
+            plan(&inputs, &paused, 10_000, Fill::Low, Fill::Low).resume,
             vec![tp("labels", 0)]
         );
         // Caught up with the predictions: resumed whatever is held.
@@ -199,9 +226,55 @@ mod tests {
             view("labels", 0, Some(61_000), false),
         ];
         assert_eq!(
-            plan(&inputs, &paused, 10_000, Held::High).resume,
+            plan(&inputs, &paused, 10_000, Fill::High, Fill::Low).resume,
             vec![tp("labels", 0)]
         );
+    }
+
+    #[test]
+    fn while_a_bootstrap_queue_fills_only_the_slowest_prediction_input_is_read() {
+        let none = BTreeSet::new();
+        let inputs = [
+            view("predictions", 0, Some(1_000), false),
+            view("predictions", 1, Some(9_000), false),
+            view("predictions", 2, Some(30_000), true),
+            view("labels", 0, Some(20_000), false),
+        ];
+        // Within the allowance: nothing paused until the queue is over half full.
+        assert_eq!(
+            plan(&inputs, &none, 60_000, Fill::Low, Fill::Some),
+            Plan::default()
+        );
+        let p = plan(&inputs, &none, 60_000, Fill::Low, Fill::High);
+        assert_eq!(p.pause, vec![tp("predictions", 1)]);
+        let paused: BTreeSet<Tp> = [tp("predictions", 1)].into();
+        // Still ahead while the queue drains: stays paused until it is under a quarter.
+        assert_eq!(
+            plan(&inputs, &paused, 60_000, Fill::Low, Fill::Some),
+            Plan::default()
+        );
+        assert_eq!(
+            plan(&inputs, &paused, 60_000, Fill::Low, Fill::Low).resume,
+            vec![tp("predictions", 1)]
+        );
+        // Or until the slowest has passed it.
+        let passed = [
+            view("predictions", 0, Some(9_500), false),
+            view("predictions", 1, Some(9_000), false),
+        ];
+        assert_eq!(
+            plan(&passed, &paused, 60_000, Fill::Low, Fill::High).resume,
+            vec![tp("predictions", 1)]
+        );
+        // An input with data that has delivered nothing yet may hold the earliest events:
+        // every other prediction input waits for it.
+        let unread = [
+            view("predictions", 0, Some(1_000), false),
+            view("predictions", 1, Some(9_000), false),
+            view("predictions", 3, None, false),
+        ];
+        let p = plan(&unread, &none, 60_000, Fill::Low, Fill::High);
+        assert_eq!(p.pause, vec![tp("predictions", 0), tp("predictions", 1)]);
     }
 
     #[test]
@@ -212,18 +285,18 @@ mod tests {
             view("predictions", 1, Some(50_000), false),
         ];
         assert_eq!(
-            plan(&inputs, &BTreeSet::new(), 10_000, Held::High),
+            plan(&inputs, &BTreeSet::new(), 10_000, Fill::High, Fill::Low),
             Plan::default()
         );
         // A paused input is resumed once the slowest with data is within reach, or gone.
         let paused: BTreeSet<Tp> = [tp("predictions", 1)].into();
         assert_eq!(
-            plan(&inputs, &paused, 10_000, Held::Low).resume,
+            plan(&inputs, &paused, 10_000, Fill::Low, Fill::Low).resume,
             vec![tp("predictions", 1)]
         );
         let alone = [view("predictions", 1, Some(50_000), true)];
         assert_eq!(
-            plan(&alone, &paused, 10_000, Held::Low).resume,
+            plan(&alone, &paused, 10_000, Fill::Low, Fill::Low).resume,
             vec![tp("predictions", 1)]
         );
     }
@@ -253,5 +326,13 @@ mod tests {
         assert_eq!(pos.idle(&seen, Some(11), at(9), after), Some(true));
         pos.revoked(&tp("labels", 2));
         assert_eq!(pos.idle(&fresh, Some(10), at(9), after), None);
+        // Assigned with nothing to fetch, so idle at once: stays idle while at its end.
+        pos.assigned(tp("labels", 2), 10);
+        let empty = InputView {
+            idle: true,
+            ..fresh
+        };
+        assert_eq!(pos.idle(&empty, Some(10), at(10), after), Some(true));
+        assert_eq!(pos.idle(&empty, Some(12), at(11), after), Some(false));
     }
 }

@@ -834,7 +834,12 @@ impl Driftwatch {
             .arg("--config")
             .arg(&path)
             .env("NO_COLOR", "1")
-            .env("DRIFTWATCH_LOG", "info")
+            // DRIFTWATCH_TEST_LOG (e.g. `driftwatch=debug`) for more of what a failing test
+            // prints.
+            .env(
+                "DRIFTWATCH_LOG",
+                std::env::var("DRIFTWATCH_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
