@@ -35,10 +35,11 @@ pub struct Plan {
 ///
 /// Prediction inputs are kept within `max_ahead_ms` of the slowest prediction input with data
 /// (resumed once within half of it). While a bootstrapping model's waiting predictions are
-/// over half their cap (`bootstrap` high), every prediction input ahead of the slowest, or
-/// all of them while one with data has delivered nothing yet, is paused, and resumed once it
-/// is the slowest or the queue is under a quarter full: the baseline is the first events in
-/// event time, not the first fetched. Label and feature inputs run ahead of the predictions by
+/// over half their cap (`bootstrap` high), every prediction input ahead of the slowest input
+/// with data of any kind (labels and features hold watermarks back too), or all of them while
+/// an input with data has delivered nothing yet, is paused, and resumed once it is the
+/// slowest or the queue is under a quarter full: the baseline is the first events in event
+/// time, not the first fetched. Label and feature inputs run ahead of the predictions by
 /// nature (a label comes after its prediction) and cost memory only while they wait for
 /// predictions not read yet: those ahead of the slowest prediction input are paused when the
 /// waiting buffers are over half full (`joins` high), and resumed under a quarter.
@@ -55,8 +56,11 @@ pub fn plan(
             .filter(|i| !i.idle && i.kind == EventKind::Prediction)
     };
     let slowest = predictions().filter_map(|i| i.clock).min();
-    // A prediction input with data that has delivered nothing may hold the earliest events.
-    let unread = predictions().any(|i| i.clock.is_none());
+    // What holds the watermarks back: the slowest input with data of any kind, or one that has
+    // delivered nothing yet (it may hold the earliest events).
+    let active = || inputs.iter().filter(|i| !i.idle);
+    let holder = active().filter_map(|i| i.clock).min();
+    let unread = active().any(|i| i.clock.is_none());
     let mut plan = Plan::default();
     for i in inputs {
         // Runs after every batch: an owned key only for an input that changes state.
@@ -65,7 +69,7 @@ pub fn plan(
             .any(|(t, p)| *p == i.partition && t == i.topic);
         let (pause, resume) = match (slowest, i.clock) {
             (Some(s), Some(t)) if !i.idle && i.kind == EventKind::Prediction => {
-                let ahead = unread || t > s;
+                let ahead = unread || holder.is_some_and(|h| t > h);
                 (
                     t > s.saturating_add(max_ahead_ms) || (ahead && bootstrap == Fill::High),
                     t <= s.saturating_add(max_ahead_ms / 2) && (!ahead || bootstrap == Fill::Low),
@@ -266,6 +270,13 @@ mod tests {
             plan(&passed, &paused, 60_000, Fill::Low, Fill::High).resume,
             vec![tp("predictions", 1)]
         );
+        // A slow label input holds the watermarks back as much.
+        let slow_labels = [
+            view("predictions", 0, Some(1_000), false),
+            view("labels", 0, Some(500), false),
+        ];
+        let p = plan(&slow_labels, &none, 60_000, Fill::Low, Fill::High);
+        assert_eq!(p.pause, vec![tp("predictions", 0)]);
         // An input with data that has delivered nothing yet may hold the earliest events:
         // every other prediction input waits for it.
         let unread = [
