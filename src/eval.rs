@@ -6,16 +6,20 @@
 use serde_json::json;
 
 use crate::baseline::{FeatureKind, FeatureProfile, Profile};
+use crate::config::DriftDecision;
 use crate::config::{Config, FairnessConfig, PerformanceConfig};
 use crate::output::{AlertKind, ReferenceRef};
 use crate::state::pane::{AttributePane, FeaturePane, Pane, QualityCounts};
 use crate::state::window::WindowBounds;
 use crate::state::GroupIndex;
+use crate::stats::calibrated::{feature_alpha, homogeneity, total_variation};
+use crate::stats::categorical::categorical_drift;
 use crate::stats::drift::{
-    dataset_drift, evaluate_categorical, evaluate_numeric, DatasetDrift, DriftMethod, FeatureDrift,
-    MethodOverride,
+    dataset_drift, evaluate_categorical, evaluate_numeric, numeric_as_categorical, DatasetDrift,
+    DriftMethod, FeatureDrift, MethodOverride,
 };
 use crate::stats::latency::{LatencyReport, LatencySummary, REPORT_QUANTILES};
+use crate::stats::numeric::numeric_drift_with;
 use crate::stats::quality::{BinarySummary, RegressionSums};
 
 /// One check's result on one window.
@@ -106,18 +110,28 @@ fn is_critical(d: &FeatureDrift) -> bool {
 }
 
 /// Drift of one feature's window against its profile; `None` when the window has no values.
+/// `tests` is the number of drift tests of the window (the calibrated level is shared among
+/// them).
 fn feature_drift(
     cfg: &Config,
     fp: &FeatureProfile,
     pane: &FeaturePane,
+    tests: usize,
 ) -> Option<(FeatureDrift, serde_json::Value)> {
     let ov = override_for(cfg, &fp.name);
+    let calibrated = cfg.drift.decision == DriftDecision::Calibrated && ov.method.is_none();
     match (&fp.kind, pane) {
         (FeatureKind::Numeric(prof), FeaturePane::Numeric(p)) => {
             if p.n() == 0 {
                 return None;
             }
-            let (d, v) = evaluate_numeric(prof, p, &ov);
+            let few_values = prof.n_distinct() <= FEW_DISTINCT;
+            let (d, v) = if calibrated {
+                (numeric_drift_with(prof, p, !few_values), None)
+            } else {
+                let (d, v) = evaluate_numeric(prof, p, &ov);
+                (d, Some(v))
+            };
             let mut ev = json!({
                 "n_reference": d.n_reference,
                 "n_current": d.n_current,
@@ -130,6 +144,22 @@ fn feature_drift(
                 "reference_bin_counts": d.reference_bin_counts,
                 "current_bin_counts": d.current_bin_counts,
             });
+            let v = match v {
+                Some(v) => v,
+                None if few_values => {
+                    let c = numeric_as_categorical(prof, p);
+                    calibrated_counts(cfg, tests, &c.reference_counts, &c.current_counts, &mut ev)
+                }
+                None => {
+                    let test = CalibratedTest {
+                        method: DriftMethod::Ks,
+                        pvalue: d.ks.pvalue,
+                        effect: d.ks.statistic,
+                        effect_name: "ks_distance",
+                    };
+                    test.decide(cfg, tests, &mut ev)
+                }
+            };
             if v.method == DriftMethod::Ks {
                 ev["ks_pvalue"] = finite(d.ks.pvalue);
             }
@@ -139,8 +169,13 @@ fn feature_drift(
             if p.n() == 0 {
                 return None;
             }
-            let (d, v) = evaluate_categorical(prof, p, &ov);
-            let ev = json!({
+            let (d, v) = if calibrated {
+                (categorical_drift(prof, p), None)
+            } else {
+                let (d, v) = evaluate_categorical(prof, p, &ov);
+                (d, Some(v))
+            };
+            let mut ev = json!({
                 "n_reference": d.n_reference,
                 "n_current": d.n_current,
                 "chi2_pvalue": finite(d.chi2_pvalue),
@@ -150,10 +185,79 @@ fn feature_drift(
                 "reference_counts": d.reference_counts,
                 "current_counts": d.current_counts,
             });
+            let v = match v {
+                Some(v) => v,
+                None => {
+                    calibrated_counts(cfg, tests, &d.reference_counts, &d.current_counts, &mut ev)
+                }
+            };
             Some((v, ev))
         }
         _ => None,
     }
+}
+
+/// Numerical features with at most this many distinct reference values are compared as
+/// categories (the KS test is very conservative on so many ties).
+const FEW_DISTINCT: u64 = 5;
+
+/// One calibrated two-sample test's result, before the decision.
+struct CalibratedTest {
+    method: DriftMethod,
+    pvalue: f64,
+    effect: f64,
+    effect_name: &'static str,
+}
+
+impl CalibratedTest {
+    /// Drift when the p-value is under the calibrated level and the effect reaches
+    /// `drift.min_effect`; what was decided, and on what, goes into the evidence.
+    fn decide(&self, cfg: &Config, tests: usize, ev: &mut serde_json::Value) -> FeatureDrift {
+        let d = &cfg.drift;
+        let slide_ms = cfg.window.slide.as_millis() as i64;
+        let alpha = feature_alpha(d.false_alarms_per_day, slide_ms, tests);
+        let drifted = self.pvalue < alpha && self.effect >= d.min_effect;
+        ev["decision"] = json!({
+            "test": self.method,
+            "p_value": finite(self.pvalue),
+            "alpha": alpha,
+            "false_alarms_per_day": d.false_alarms_per_day,
+            "tests_per_window": tests,
+            "effect": self.effect_name,
+            "effect_value": finite(self.effect),
+            "min_effect": d.min_effect,
+        });
+        FeatureDrift {
+            method: self.method,
+            score: self.pvalue,
+            threshold: alpha,
+            drifted,
+        }
+    }
+}
+
+/// The calibrated decision on two samples given as aligned counts per category.
+fn calibrated_counts(
+    cfg: &Config,
+    tests: usize,
+    reference: &[u64],
+    current: &[u64],
+    ev: &mut serde_json::Value,
+) -> FeatureDrift {
+    let h = homogeneity(reference, current);
+    ev["chi2_homogeneity"] = json!({
+        "statistic": h.statistic,
+        "dof": h.dof,
+        "columns": h.columns,
+        "pooled_columns": h.pooled_columns,
+    });
+    CalibratedTest {
+        method: DriftMethod::Homogeneity,
+        pvalue: h.pvalue,
+        effect: total_variation(reference, current),
+        effect_name: "total_variation",
+    }
+    .decide(cfg, tests, ev)
 }
 
 /// A JSON number, or null for NaN and infinities (JSON has no such numbers).
@@ -205,8 +309,13 @@ pub fn evaluate(
 ) -> Evaluation {
     // Distributions need a full enough window; counts-based checks have minimums of their own.
     let enough = w.events >= cfg.window.min_events;
+    // Every drift test of the window shares the calibrated level: one per feature, and one per
+    // prediction output the baseline profiled.
+    let tests = profile.features.len()
+        + usize::from(profile.prediction.is_some())
+        + usize::from(profile.predicted_label.is_some());
     let (mut findings, features) = if enough {
-        data_drift(cfg, &profile.features, &w.features)
+        data_drift(cfg, &profile.features, &w.features, tests)
     } else {
         Default::default()
     };
@@ -215,7 +324,7 @@ pub fn evaluate(
         ds
     });
     if enough {
-        findings.extend(prediction_drift(cfg, profile, w));
+        findings.extend(prediction_drift(cfg, profile, w, tests));
     }
     let quality = data_quality(cfg, &profile.features, &w.quality);
     findings.extend(quality.findings);
@@ -267,11 +376,12 @@ fn data_drift(
     cfg: &Config,
     profiles: &[FeatureProfile],
     panes: &[FeaturePane],
+    tests: usize,
 ) -> (Vec<Finding>, Vec<(String, FeatureDrift)>) {
     let mut findings = Vec::new();
     let mut features = Vec::new();
     for (fp, pane) in profiles.iter().zip(panes) {
-        if let Some((d, ev)) = feature_drift(cfg, fp, pane) {
+        if let Some((d, ev)) = feature_drift(cfg, fp, pane, tests) {
             findings.push(drift_finding(AlertKind::DataDrift, &fp.name, &d, ev));
             features.push((fp.name.clone(), d));
         }
@@ -308,14 +418,14 @@ fn dataset_drift_check(
 }
 
 /// Drift of the prediction (score or value) and of the predicted label.
-fn prediction_drift(cfg: &Config, profile: &Profile, w: &Pane) -> Vec<Finding> {
+fn prediction_drift(cfg: &Config, profile: &Profile, w: &Pane, tests: usize) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (fp, pane) in [
         (profile.prediction.as_ref(), w.prediction.as_ref()),
         (profile.predicted_label.as_ref(), w.predicted_label.as_ref()),
     ] {
         if let (Some(fp), Some(pane)) = (fp, pane) {
-            if let Some((d, ev)) = feature_drift(cfg, fp, pane) {
+            if let Some((d, ev)) = feature_drift(cfg, fp, pane, tests) {
                 findings.push(drift_finding(AlertKind::PredictionDrift, &fp.name, &d, ev));
             }
         }

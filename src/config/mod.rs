@@ -501,19 +501,44 @@ pub struct BaselineFile {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DriftConfig {
+    /// How a feature's drift is decided.
+    pub decision: DriftDecision,
+    /// `calibrated`: expected false drift alarms per model and day of event time; each test
+    /// of a window is held to this rate spread over a day's windows and the window's tests.
+    pub false_alarms_per_day: f64,
+    /// `calibrated`: smallest effect that counts as drift — the KS distance for numerical
+    /// features, the total variation distance between the shares for categorical ones (and
+    /// numerical ones with few distinct values); 0 turns the gate off.
+    pub min_effect: f64,
     /// Dataset-level drift when at least this share of features drifted.
     pub dataset_share: f64,
-    /// Per-feature method and threshold overrides, by feature name.
+    /// Per-feature method and threshold overrides, by feature name (these features are decided
+    /// by the named method, as `evidently` would).
     pub features: BTreeMap<String, FeatureDriftOverride>,
 }
 
 impl Default for DriftConfig {
     fn default() -> Self {
         Self {
+            decision: DriftDecision::Calibrated,
+            false_alarms_per_day: 0.1,
+            min_effect: 0.1,
             dataset_share: 0.5,
             features: BTreeMap::new(),
         }
     }
+}
+
+/// How a feature's drift is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftDecision {
+    /// Two-sample tests (KS; chi-square of homogeneity) held to `false_alarms_per_day`, with
+    /// an effect-size gate (see `stats::calibrated`).
+    Calibrated,
+    /// Evidently's default rule: the method chosen by reference size and distinct values, its
+    /// default threshold (0.05 for p-values, 0.1 for distances), per feature and window.
+    Evidently,
 }
 
 /// Method and threshold for one feature, replacing the default rule.
@@ -771,6 +796,13 @@ impl Config {
             }
         };
         share("drift.dataset_share", self.drift.dataset_share, &mut p);
+        share("drift.min_effect", self.drift.min_effect, &mut p);
+        let far = self.drift.false_alarms_per_day;
+        if !(far.is_finite() && far > 0.0) {
+            p.push(format!(
+                "drift.false_alarms_per_day must be a positive number, got {far}"
+            ));
+        }
         let dq = &self.data_quality;
         share(
             "data_quality.max_missing_increase",

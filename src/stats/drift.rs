@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::calibrated::homogeneity;
 use super::categorical::{
     categorical_drift, categorical_stats, CategoricalDrift, CategoricalPane, CategoricalProfile,
 };
@@ -28,13 +29,20 @@ pub enum DriftMethod {
     ChiSquare,
     /// Two-proportion z-test p-value; drift when p < threshold.
     ZTest,
+    /// Chi-square test of homogeneity on the 2×k table of reference and window counts (both
+    /// samples), rare categories pooled; drift when p < threshold.
+    #[serde(rename = "chisquare_homogeneity")]
+    Homogeneity,
 }
 
 impl DriftMethod {
     /// Default threshold of the method (0.05 for p-values, 0.1 for distances).
     pub fn default_threshold(self) -> f64 {
         match self {
-            DriftMethod::Ks | DriftMethod::ChiSquare | DriftMethod::ZTest => 0.05,
+            DriftMethod::Ks
+            | DriftMethod::ChiSquare
+            | DriftMethod::ZTest
+            | DriftMethod::Homogeneity => 0.05,
             _ => 0.1,
         }
     }
@@ -43,7 +51,10 @@ impl DriftMethod {
     pub fn is_pvalue(self) -> bool {
         matches!(
             self,
-            DriftMethod::Ks | DriftMethod::ChiSquare | DriftMethod::ZTest
+            DriftMethod::Ks
+                | DriftMethod::ChiSquare
+                | DriftMethod::ZTest
+                | DriftMethod::Homogeneity
         )
     }
 
@@ -55,7 +66,9 @@ impl DriftMethod {
         }
         match self {
             DriftMethod::Ks => score <= threshold,
-            DriftMethod::ChiSquare | DriftMethod::ZTest => score < threshold,
+            DriftMethod::ChiSquare | DriftMethod::ZTest | DriftMethod::Homogeneity => {
+                score < threshold
+            }
             _ => score >= threshold,
         }
     }
@@ -128,6 +141,10 @@ fn categorical_score(method: DriftMethod, c: &CategoricalDrift) -> (DriftMethod,
             None => (DriftMethod::ChiSquare, c.chi2_pvalue),
         },
         DriftMethod::ChiSquare => (method, c.chi2_pvalue),
+        DriftMethod::Homogeneity => (
+            method,
+            homogeneity(&c.reference_counts, &c.current_counts).pvalue,
+        ),
         DriftMethod::Psi => (method, c.shares.psi),
         DriftMethod::Kl => (method, c.shares.kl_divergence),
         DriftMethod::JensenShannon => (method, c.shares.jensenshannon_distance),
@@ -202,7 +219,7 @@ pub fn numeric_feature_drift(
         DriftMethod::Kl => d.shares.kl_divergence,
         DriftMethod::JensenShannon => d.shares.jensenshannon_distance,
         DriftMethod::Hellinger => d.shares.hellinger_sqdiff,
-        DriftMethod::ChiSquare | DriftMethod::ZTest => {
+        DriftMethod::ChiSquare | DriftMethod::ZTest | DriftMethod::Homogeneity => {
             let c = numeric_as_categorical(profile, window);
             let (m2, s) = categorical_score(m, &c);
             let t2 = if m2 != m && ov.threshold.is_none() {

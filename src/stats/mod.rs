@@ -8,11 +8,13 @@
 //!
 //! * [`special`], [`ks`], [`shares`]: special functions, KS tests, share-based distances.
 //! * [`numeric`], [`categorical`], [`drift`]: data drift and method selection.
+//! * [`calibrated`]: two-sample drift decisions held to a false-alarm rate per model-day.
 //! * [`latency`]: latency quantiles on an HDR-style histogram or sorted samples.
 //! * [`quality`]: binary-classification and regression quality metrics.
 //! * [`fairness`]: per-group confusion counts and fairlearn-style group fairness metrics.
 //! * [`concept`]: river-compatible concept-drift detectors (ADWIN, Page-Hinkley, DDM).
 
+pub mod calibrated;
 pub mod categorical;
 pub mod concept;
 pub mod drift;
