@@ -142,3 +142,64 @@ fn a_fleet_of_two_hundred_low_traffic_models_triggers_for_exactly_the_drifting_f
         assert_eq!(features, DRIFTED.into_iter().collect(), "{m}: {:#?}", t[m]);
     }
 }
+
+/// Firing drift alerts (data and prediction drift) of a replay, and the model-days of event
+/// time the windows covered.
+fn false_alarms(out: &[Value]) -> usize {
+    tally(out).values().map(|t| t.drift_alerts.len()).sum()
+}
+
+/// A stationary model stream of a given shape.
+fn stationary(seed: u64, events: u64, rate: f64, numeric: usize, categorical: usize) -> GeneratorConfig {
+    let mut g = gen(seed, events, rate);
+    g.numeric_features = numeric;
+    g.categorical_features = categorical;
+    g
+}
+
+#[test]
+fn stationary_streams_of_different_shapes_stay_within_the_configured_false_alarm_rate() {
+    // With the default rate (0.1 a model-day) false alarms are too rare to count in a test;
+    // a rate 2,000 times higher makes the bound measurable: each stream's false alarms per
+    // model-day must stay under it. (shape: models, events each, events/s, numerical and
+    // categorical features, baseline, window and slide in seconds)
+    let shapes: [(u64, u64, f64, usize, usize, usize, u64, u64); 3] = [
+        (12, 6_000, 2.0, 4, 2, 300, 120, 20),
+        (8, 12_000, 10.0, 8, 3, 1_000, 60, 10),
+        (4, 24_000, 50.0, 3, 1, 4_000, 30, 5),
+    ];
+    let rate_per_day = 200.0;
+    let mut report = Vec::new();
+    for (k, &(models, events, rate, numeric, categorical, baseline, window, slide)) in
+        shapes.iter().enumerate()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stationary.jsonl");
+        let streams: Vec<ModelStream> = (0..models)
+            .map(|i| ModelStream {
+                model: format!("s{k}-{i}"),
+                g: stationary(80_000 + 100 * k as u64 + i, events, rate, numeric, categorical),
+            })
+            .collect();
+        write_merged(&path, &streams);
+        let mut cfg = fleet_config(window, slide, baseline, dir.path());
+        cfg.drift.false_alarms_per_day = rate_per_day;
+        let (out, _) = replay(cfg, &path);
+        let alarms = false_alarms(&out);
+        // Monitored event time: from the first full window after the baseline to the end.
+        let monitored_s = (events - baseline as u64) as f64 / rate - window as f64;
+        let model_days = models as f64 * monitored_s / 86_400.0;
+        let per_day = alarms as f64 / model_days;
+        report.push(format!(
+            "{models} models x {events} events at {rate}/s, {numeric}+{categorical} features, \
+             {window}s/{slide}s windows: {alarms} false alarms in {model_days:.3} model-days \
+             = {per_day:.1} a model-day (bound {rate_per_day})"
+        ));
+        assert!(
+            per_day <= rate_per_day,
+            "over the bound:\n{}",
+            report.join("\n")
+        );
+    }
+    eprintln!("{}", report.join("\n"));
+}
