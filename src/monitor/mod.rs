@@ -522,6 +522,10 @@ impl Monitor {
             {
                 let m = slot.take().expect("checked");
                 self.model_index.remove(&m.model_id);
+                // Its new owner exports it from now on.
+                if let Some(t) = &self.telemetry {
+                    t.forget_model(&m.model_id);
+                }
             }
         }
         if self.inputs.iter().all(|i| i.dropped) {
@@ -1205,6 +1209,7 @@ impl Monitor {
                 }
             }
             model.checkpoint_due |= !evaluations.is_empty();
+            let first_output = out.len();
             for (vi, ev) in &evaluations {
                 let v = &mut model.versions[*vi];
                 let Some(idx) = v.policy.apply(cfg, ev, out_clock, ledger, out) else {
@@ -1278,6 +1283,13 @@ impl Monitor {
                 out_clock,
                 out,
             );
+            if let Some(t) = telemetry {
+                for (vi, _) in &evaluations {
+                    let v = &model.versions[*vi];
+                    t.export_alerts(&model.model_id, &v.version, v.policy.alerts());
+                }
+                t.record_decisions(&out[first_output..]);
+            }
         }
     }
 }
