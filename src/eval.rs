@@ -661,9 +661,9 @@ pub fn export(t: &crate::telemetry::Telemetry, ev: &Evaluation) {
             .set(ds.share);
     }
     if let Some(l) = &ev.latency {
-        for ((_, value), (_, q)) in l.quantiles.iter().zip(REPORT_QUANTILES) {
+        for ((_, value), (name, _)) in l.quantiles.iter().zip(REPORT_QUANTILES) {
             t.latency
-                .with_label_values(&[m, v, &q.to_string()])
+                .with_label_values(&[m, v, name])
                 .set(value / 1000.0);
         }
     }

@@ -261,8 +261,8 @@ impl Telemetry {
         let latency = gauge(
             &r,
             "driftwatch_model_latency_seconds",
-            "Inference latency quantiles in the last window",
-            &["model_id", "model_version", "quantile"],
+            "Inference latency quantiles in the last window, by percentile (p50, p90, p95, p99, p999)",
+            &["model_id", "model_version", "percentile"],
         );
         let quality = gauge(
             &r,
@@ -347,13 +347,16 @@ impl Telemetry {
 
     /// Sets `driftwatch_alert_active` for one model version from its alert states: `(kind,
     /// metric, feature, firing)` per check, as [`crate::policy::VersionPolicy::alerts`] lists
-    /// them. A check without a feature has `feature=""`.
+    /// them. A check without a feature has `feature=""`. Also makes the version's
+    /// `driftwatch_triggers_total` exist from its first evaluation on, at 0 before any trigger,
+    /// so that `increase()` counts the first one.
     pub fn export_alerts<'a>(
         &self,
         model_id: &str,
         version: &str,
         alerts: impl IntoIterator<Item = (AlertKind, &'a str, Option<&'a str>, bool)>,
     ) {
+        self.triggers.with_label_values(&[model_id, version]);
         for (kind, metric, feature, firing) in alerts {
             self.alert_active
                 .with_label_values(&[
