@@ -578,6 +578,45 @@ mod tests {
     }
 
     #[test]
+    fn forgetting_a_version_keeps_the_other_versions_and_the_model_series() {
+        let t = Telemetry::new();
+        for v in ["v1", "v2"] {
+            t.drift_score
+                .with_label_values(&["m", v, "f0", "psi"])
+                .set(0.2);
+            t.export_alerts("m", v, [(AlertKind::DataDrift, "psi", Some("f0"), true)]);
+        }
+        t.drift_score
+            .with_label_values(&["other", "v1", "f0", "psi"])
+            .set(0.1);
+        t.watermark.with_label_values(&["m"]).set(1.0);
+        let series = |text: &str, needle: &str| {
+            text.lines()
+                .filter(|l| !l.starts_with('#') && l.contains(needle))
+                .count()
+        };
+        t.forget_version("m", "v1");
+        let after = t.render();
+        assert_eq!(series(&after, r#"model_version="v1""#), 1, "{after}");
+        assert_eq!(series(&after, r#"model_id="other""#), 1, "{after}");
+        // v2: its drift score, its alert and its trigger count.
+        assert_eq!(
+            series(&after, r#"model_id="m",model_version="v2""#),
+            3,
+            "{after}"
+        );
+        assert_eq!(
+            series(&after, "driftwatch_watermark_seconds{"),
+            1,
+            "{after}"
+        );
+        t.forget_model("m");
+        let after = t.render();
+        assert_eq!(series(&after, r#"model_id="m""#), 0, "{after}");
+        assert_eq!(series(&after, r#"model_id="other""#), 1, "{after}");
+    }
+
+    #[test]
     fn webhook_counters_are_read_at_each_scrape() {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = WebhookConfig::new("http://127.0.0.1:9/hook?t=x", WebhookTemplate::Generic);

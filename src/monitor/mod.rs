@@ -530,6 +530,11 @@ impl Monitor {
         }
         if self.inputs.iter().all(|i| i.dropped) {
             // Nothing left: start afresh (indices in the join buffer refer to dropped models).
+            if let Some(t) = &self.telemetry {
+                for m in self.models.iter().flatten() {
+                    t.forget_model(&m.model_id);
+                }
+            }
             self.inputs.clear();
             self.models.clear();
             self.model_index.clear();
