@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shared helpers for scripts/kafka and scripts/prometheus. Source it; do not run it.
+# Shared helpers for scripts/kafka, scripts/prometheus and scripts/alertmanager. Source it; do not
+# run it.
 
 # Repository root (the parent of scripts/), independent of the caller's working directory.
 DW_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -99,4 +100,42 @@ dw_tail_log() {
   else
     printf -- '(no log file at %s)\n' "$file" >&2
   fi
+}
+
+# dw_apt_install PACKAGE: installs a Debian package with apt-get (needs root) without letting its
+# maintainer scripts start the service it ships (matters where there is a SysV init script but no
+# systemd): /usr/sbin/policy-rc.d answers 101, "action forbidden", while it installs, and is only
+# removed again if it was made here.
+dw_apt_install() {
+  local package="$1" policy=/usr/sbin/policy-rc.d made_policy=0 rc=0
+  local log="/tmp/driftwatch-${package}-apt.$$.log"
+  command -v apt-get >/dev/null 2>&1 || dw_die "${package} is not installed and there is no apt-get"
+  [[ "$(id -u)" == 0 ]] || dw_die "${package} is not installed; installing it needs root (apt-get)"
+  dw_log "installing Debian package '${package}' (apt-get)"
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    made_policy=1
+  fi
+  {
+    apt-get update -q &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$package"
+  } >"$log" 2>&1 || rc=$?
+  if ((made_policy)); then rm -f "$policy"; fi
+  if ((rc != 0)); then
+    tail -n 40 "$log" >&2
+    dw_die "apt-get install ${package} failed (rc ${rc})"
+  fi
+  rm -f "$log"
+}
+
+# dw_stop_package_daemon USER PROGRAM: stops the PROGRAM processes run by USER (a daemon that a
+# package started anyway): it would hold the default port and is not ours. Matched on the command
+# line, since process names are cut at 15 characters.
+dw_stop_package_daemon() {
+  local user="$1" program="$2" pid
+  for pid in $(pgrep -u "$user" -f "^(/usr/bin/)?${program}( |$)" 2>/dev/null || true); do
+    dw_log "stopping the ${program} daemon started by the Debian package (pid ${pid})"
+    dw_stop_pid "$pid" 10 || true
+  done
 }

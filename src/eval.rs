@@ -81,6 +81,10 @@ pub struct Evaluation {
     pub dataset: Option<DatasetDrift>,
     /// Latency summary.
     pub latency: Option<LatencyReport>,
+    /// Every quality metric of the window once `performance.min_labels` pairs joined, finite
+    /// values only: classification (`accuracy`, `precision`, `recall`, `f1`, `roc_auc`,
+    /// `log_loss`, `brier`, `error_rate`) and regression (`mae`, `mse`, `rmse`, `mape`, `r2`).
+    pub quality: Vec<(&'static str, f64)>,
     /// All checks.
     pub findings: Vec<Finding>,
     /// For canary comparisons.
@@ -356,6 +360,7 @@ pub fn evaluate(
         features,
         dataset,
         latency,
+        quality: quality_metrics(&cfg.performance, &w.binary, &w.regression),
         findings,
         summary: VersionSummary {
             p99_ms: p99,
@@ -560,6 +565,40 @@ fn accuracy_check(
     (Some(finding), error_rate)
 }
 
+/// Every quality metric with enough labelled pairs (see [`Evaluation::quality`]).
+fn quality_metrics(
+    perf: &PerformanceConfig,
+    binary: &BinarySummary,
+    regression: &RegressionSums,
+) -> Vec<(&'static str, f64)> {
+    let mut out = Vec::new();
+    if binary.counts.n() >= perf.min_labels {
+        let m = binary.metrics();
+        out.extend([
+            ("accuracy", m.accuracy),
+            ("precision", m.precision),
+            ("recall", m.recall),
+            ("f1", m.f1),
+            ("roc_auc", m.roc_auc),
+            ("log_loss", m.log_loss),
+            ("brier", m.brier),
+            ("error_rate", 1.0 - m.accuracy),
+        ]);
+    }
+    if regression.n >= perf.min_labels {
+        let m = regression.metrics();
+        out.extend([
+            ("mae", m.mae),
+            ("mse", m.mse),
+            ("rmse", m.rmse),
+            ("mape", m.mape),
+            ("r2", m.r2),
+        ]);
+    }
+    out.retain(|(_, v)| v.is_finite());
+    out
+}
+
 /// RMSE of the labelled regression pairs against the reference RMSE plus the allowed
 /// increase, once `performance.min_labels` pairs joined.
 fn rmse_check(
@@ -732,17 +771,17 @@ pub fn export(t: &crate::telemetry::Telemetry, ev: &Evaluation) {
             .set(ds.share);
     }
     if let Some(l) = &ev.latency {
-        for ((_, value), (_, q)) in l.quantiles.iter().zip(REPORT_QUANTILES) {
+        for ((_, value), (name, _)) in l.quantiles.iter().zip(REPORT_QUANTILES) {
             t.latency
-                .with_label_values(&[m, v, &q.to_string()])
+                .with_label_values(&[m, v, name])
                 .set(value / 1000.0);
         }
     }
+    for (metric, value) in &ev.quality {
+        t.quality.with_label_values(&[m, v, metric]).set(*value);
+    }
     for f in &ev.findings {
         match f.kind {
-            AlertKind::Performance => {
-                t.quality.with_label_values(&[m, v, &f.metric]).set(f.value);
-            }
             AlertKind::Fairness => {
                 let attr = f.feature.as_deref().unwrap_or("");
                 t.fairness
@@ -768,9 +807,6 @@ pub fn export(t: &crate::telemetry::Telemetry, ev: &Evaluation) {
             }
             _ => {}
         }
-    }
-    if let Some(e) = ev.summary.error_rate {
-        t.quality.with_label_values(&[m, v, "error_rate"]).set(e);
     }
 }
 

@@ -195,6 +195,20 @@ pub enum Verdict {
     Continue,
 }
 
+impl Verdict {
+    /// Every verdict, in declaration order.
+    pub const ALL: [Verdict; 3] = [Verdict::Promote, Verdict::Rollback, Verdict::Continue];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Promote => "promote",
+            Verdict::Rollback => "rollback",
+            Verdict::Continue => "continue",
+        }
+    }
+}
+
 /// One canary comparison.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,15 +4,19 @@
 //! [`Telemetry::flush_counts`] adds them once per batch. Label values come from configuration
 //! (bounded by `limits`) or from short fixed lists of reason codes, never from error text.
 
+mod process;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use prometheus::core::{Collector, Desc};
+use prometheus::core::{Collector, Desc, MetricVec, MetricVecBuilder};
 use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
 
+use crate::output::{AlertKind, Output, Verdict};
 use crate::sink::webhook::WebhookSink;
 
 /// Counts accumulated by the monitor between flushes.
@@ -103,6 +107,9 @@ pub struct Telemetry {
     pub window_events: GaugeVec,
     /// Concept-drift detections.
     pub concept_detections: IntCounterVec,
+    alert_active: GaugeVec,
+    canary_verdict: GaugeVec,
+    triggers: IntCounterVec,
 }
 
 impl Default for Telemetry {
@@ -254,8 +261,8 @@ impl Telemetry {
         let latency = gauge(
             &r,
             "driftwatch_model_latency_seconds",
-            "Inference latency quantiles in the last window",
-            &["model_id", "model_version", "quantile"],
+            "Inference latency quantiles in the last window, by percentile (p50, p90, p95, p99, p999)",
+            &["model_id", "model_version", "percentile"],
         );
         let quality = gauge(
             &r,
@@ -287,6 +294,25 @@ impl Telemetry {
             "Concept-drift detector firings",
             &["model_id", "model_version", "detector"],
         );
+        let alert_active = gauge(
+            &r,
+            "driftwatch_alert_active",
+            "1 while the alert of a check fires, 0 once it resolved or before it fired",
+            &["model_id", "model_version", "kind", "metric", "feature"],
+        );
+        let canary_verdict = gauge(
+            &r,
+            "driftwatch_canary_verdict",
+            "1 for the last canary verdict on a candidate version (model_version), 0 for the others",
+            &["model_id", "model_version", "verdict"],
+        );
+        let triggers = counter(
+            &r,
+            "driftwatch_triggers_total",
+            "Retraining triggers emitted",
+            &mv,
+        );
+        process::register(&r);
         Self {
             registry: r,
             events,
@@ -313,6 +339,90 @@ impl Telemetry {
             data_quality,
             window_events,
             concept_detections,
+            alert_active,
+            canary_verdict,
+            triggers,
+        }
+    }
+
+    /// Sets `driftwatch_alert_active` for one model version from its alert states: `(kind,
+    /// metric, feature, firing)` per check, as [`crate::policy::VersionPolicy::alerts`] lists
+    /// them. A check without a feature has `feature=""`. Also makes the version's
+    /// `driftwatch_triggers_total` exist from its first evaluation on, at 0 before any trigger,
+    /// so that `increase()` counts the first one.
+    pub fn export_alerts<'a>(
+        &self,
+        model_id: &str,
+        version: &str,
+        alerts: impl IntoIterator<Item = (AlertKind, &'a str, Option<&'a str>, bool)>,
+    ) {
+        self.triggers.with_label_values(&[model_id, version]);
+        for (kind, metric, feature, firing) in alerts {
+            self.alert_active
+                .with_label_values(&[
+                    model_id,
+                    version,
+                    kind.as_str(),
+                    metric,
+                    feature.unwrap_or(""),
+                ])
+                .set(if firing { 1.0 } else { 0.0 });
+        }
+    }
+
+    /// Records the decisions among `outputs`: each retraining trigger counts in
+    /// `driftwatch_triggers_total`, each canary verdict becomes the last verdict of its candidate
+    /// in `driftwatch_canary_verdict` (1 for it, 0 for the other verdicts).
+    pub fn record_decisions(&self, outputs: &[Output]) {
+        for o in outputs {
+            match o {
+                Output::Trigger(t) => self
+                    .triggers
+                    .with_label_values(&[&t.model_id, &t.model_version])
+                    .inc(),
+                Output::Verdict(v) => {
+                    for each in Verdict::ALL {
+                        self.canary_verdict
+                            .with_label_values(&[&v.model_id, &v.candidate_version, each.as_str()])
+                            .set(if each == v.verdict { 1.0 } else { 0.0 });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Removes every series of one version of a model (its statistics, alerts, triggers, and
+    /// its verdicts as a candidate): for a version this instance no longer monitors.
+    pub fn forget_version(&self, model_id: &str, version: &str) {
+        self.forget(model_id, Some(version));
+    }
+
+    /// Removes every series of a model, all versions and its watermark: for a model this
+    /// instance no longer monitors (its partitions went to another instance, which exports it
+    /// from then on).
+    pub fn forget_model(&self, model_id: &str) {
+        self.forget(model_id, None);
+    }
+
+    fn forget(&self, model_id: &str, version: Option<&str>) {
+        for g in [
+            &self.watermark,
+            &self.drift_score,
+            &self.drift_detected,
+            &self.dataset_drift_share,
+            &self.latency,
+            &self.quality,
+            &self.fairness,
+            &self.data_quality,
+            &self.window_events,
+            &self.alert_active,
+            &self.canary_verdict,
+        ] {
+            remove_series(g, model_id, version);
+        }
+        for c in [&self.concept_detections, &self.triggers] {
+            remove_series(c, model_id, version);
         }
     }
 
@@ -356,6 +466,26 @@ impl Telemetry {
             .encode(&self.registry.gather(), &mut buf)
             .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("exposition is UTF-8")
+    }
+}
+
+/// Removes the series of `vec` labelled `model_id` (and `model_version`, when given). A
+/// version-level removal leaves series without a `model_version` label alone.
+fn remove_series<T: MetricVecBuilder>(vec: &MetricVec<T>, model_id: &str, version: Option<&str>) {
+    for family in vec.collect() {
+        for m in family.get_metric() {
+            let labels: HashMap<&str, &str> = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            let matches = labels.get("model_id") == Some(&model_id)
+                && version.is_none_or(|v| labels.get("model_version") == Some(&v));
+            if matches {
+                // The series was just collected from this vector: it exists, with these labels.
+                let _ = vec.remove(&labels);
+            }
+        }
     }
 }
 
@@ -445,6 +575,45 @@ mod tests {
             .filter(|l| l.starts_with(&format!("{name}{{")))
             .find(|l| labels.iter().all(|lab| l.contains(lab)))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    #[test]
+    fn forgetting_a_version_keeps_the_other_versions_and_the_model_series() {
+        let t = Telemetry::new();
+        for v in ["v1", "v2"] {
+            t.drift_score
+                .with_label_values(&["m", v, "f0", "psi"])
+                .set(0.2);
+            t.export_alerts("m", v, [(AlertKind::DataDrift, "psi", Some("f0"), true)]);
+        }
+        t.drift_score
+            .with_label_values(&["other", "v1", "f0", "psi"])
+            .set(0.1);
+        t.watermark.with_label_values(&["m"]).set(1.0);
+        let series = |text: &str, needle: &str| {
+            text.lines()
+                .filter(|l| !l.starts_with('#') && l.contains(needle))
+                .count()
+        };
+        t.forget_version("m", "v1");
+        let after = t.render();
+        assert_eq!(series(&after, r#"model_version="v1""#), 1, "{after}");
+        assert_eq!(series(&after, r#"model_id="other""#), 1, "{after}");
+        // v2: its drift score, its alert and its trigger count.
+        assert_eq!(
+            series(&after, r#"model_id="m",model_version="v2""#),
+            3,
+            "{after}"
+        );
+        assert_eq!(
+            series(&after, "driftwatch_watermark_seconds{"),
+            1,
+            "{after}"
+        );
+        t.forget_model("m");
+        let after = t.render();
+        assert_eq!(series(&after, r#"model_id="m""#), 0, "{after}");
+        assert_eq!(series(&after, r#"model_id="other""#), 1, "{after}");
     }
 
     #[test]

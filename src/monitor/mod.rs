@@ -522,10 +522,19 @@ impl Monitor {
             {
                 let m = slot.take().expect("checked");
                 self.model_index.remove(&m.model_id);
+                // Its new owner exports it from now on.
+                if let Some(t) = &self.telemetry {
+                    t.forget_model(&m.model_id);
+                }
             }
         }
         if self.inputs.iter().all(|i| i.dropped) {
             // Nothing left: start afresh (indices in the join buffer refer to dropped models).
+            if let Some(t) = &self.telemetry {
+                for m in self.models.iter().flatten() {
+                    t.forget_model(&m.model_id);
+                }
+            }
             self.inputs.clear();
             self.models.clear();
             self.model_index.clear();
@@ -1205,6 +1214,7 @@ impl Monitor {
                 }
             }
             model.checkpoint_due |= !evaluations.is_empty();
+            let first_output = out.len();
             for (vi, ev) in &evaluations {
                 let v = &mut model.versions[*vi];
                 let Some(idx) = v.policy.apply(cfg, ev, out_clock, ledger, out) else {
@@ -1278,6 +1288,13 @@ impl Monitor {
                 out_clock,
                 out,
             );
+            if let Some(t) = telemetry {
+                for (vi, _) in &evaluations {
+                    let v = &model.versions[*vi];
+                    t.export_alerts(&model.model_id, &v.version, v.policy.alerts());
+                }
+                t.record_decisions(&out[first_output..]);
+            }
         }
     }
 }

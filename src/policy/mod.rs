@@ -274,6 +274,14 @@ impl VersionPolicy {
         self.apply_triggers(cfg, ev, clock, ledger, out)
     }
 
+    /// Every alert this version has state for (each check that produced a finding): its kind,
+    /// metric and feature, and whether it is firing.
+    pub fn alerts(&self) -> impl Iterator<Item = (AlertKind, &str, Option<&str>, bool)> {
+        self.alerts
+            .iter()
+            .map(|((k, m, f), st)| (*k, m.as_str(), f.as_deref(), st.firing.is_some()))
+    }
+
     fn firing(&self, kind: AlertKind) -> impl Iterator<Item = &Episode> {
         self.alerts
             .iter()
@@ -533,6 +541,7 @@ mod tests {
             features: Vec::new(),
             dataset: None,
             latency: None,
+            quality: Vec::new(),
             findings,
             summary: VersionSummary::default(),
         }

@@ -16,6 +16,7 @@
 //! - [`committed_offsets`]: what a consumer group has committed.
 //! - [`Metrics`]: parsed Prometheus text exposition.
 //! - [`Prometheus`]: a Prometheus server scraping driftwatch, with its HTTP query API.
+//! - [`Alertmanager`]: an Alertmanager receiving Prometheus's alerts, with its alert API.
 //! - [`http_get`]: a minimal HTTP/1.0 client.
 //! - [`bin`], [`command`]: the compiled binary, and a command for it that no
 //!   `DRIFTWATCH__*` variable of the caller leaks into.
@@ -1201,44 +1202,97 @@ pub fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn run_script(name: &str, args: &[&str]) -> std::process::Output {
+/// Environment variables for a script (`PROM_PORT`, `AM_DIR`, …).
+pub type ScriptEnv = Vec<(String, String)>;
+
+fn run_script(name: &str, args: &[&str], env: &ScriptEnv) -> std::process::Output {
     Command::new(script(name))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run scripts/{name}: {e}"))
 }
 
+/// Runs a script and returns its trimmed stdout; panics with its output when it fails.
+fn run_script_ok(name: &str, args: &[&str], env: &ScriptEnv) -> String {
+    let out = run_script(name, args, env);
+    assert!(
+        out.status.success(),
+        "scripts/{name} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A TCP port on 127.0.0.1 that nothing listened on a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
 /// A Prometheus server (`scripts/prometheus`) scraping one driftwatch; stopped on drop.
 pub struct Prometheus {
     base: String,
+    env: ScriptEnv,
 }
 
 impl Prometheus {
-    /// `scripts/prometheus start TARGET` then `wait-up`; panics with the script's output on
-    /// failure.
+    /// `scripts/prometheus start TARGET` then `wait-up`, with the script's defaults (port 9090);
+    /// panics with the script's output on failure.
     pub fn start(target: SocketAddr) -> Self {
+        Self::start_with(target, Vec::new())
+    }
+
+    /// As [`Prometheus::start`], with `env` for the script (`PROM_PORT`, `PROM_DIR`,
+    /// `PROM_RULE_FILES`, `PROM_ALERTMANAGER`).
+    pub fn start_with(target: SocketAddr, env: ScriptEnv) -> Self {
         // Created first, so that a failed start still stops whatever was started.
         let mut me = Prometheus {
             base: String::new(),
+            env,
         };
-        let out = run_script("prometheus", &["start", &target.to_string()]);
-        assert!(
-            out.status.success(),
-            "scripts/prometheus start failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = run_script("prometheus", &["wait-up", "30"]);
-        assert!(
-            out.status.success(),
-            "scripts/prometheus wait-up failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = run_script("prometheus", &["url"]);
-        me.base = String::from_utf8_lossy(&url.stdout).trim().to_string();
+        run_script_ok("prometheus", &["start", &target.to_string()], &me.env);
+        run_script_ok("prometheus", &["wait-up", "30"], &me.env);
+        me.base = run_script_ok("prometheus", &["url"], &me.env);
         me
+    }
+
+    /// [`Prometheus::start_with`] on a free port with its state in `dir`, loading `rule_files`
+    /// and sending alerts to `alertmanager` (`HOST:PORT`) when given: apart from any other
+    /// Prometheus on the machine.
+    pub fn start_isolated(
+        target: SocketAddr,
+        dir: &Path,
+        rule_files: &[&Path],
+        alertmanager: Option<&str>,
+    ) -> Self {
+        let files: Vec<String> = rule_files.iter().map(|p| p.display().to_string()).collect();
+        let mut env = vec![
+            ("PROM_PORT".to_string(), free_port().to_string()),
+            ("PROM_DIR".to_string(), dir.display().to_string()),
+            ("PROM_RULE_FILES".to_string(), files.join(" ")),
+        ];
+        if let Some(am) = alertmanager {
+            env.push(("PROM_ALERTMANAGER".to_string(), am.to_string()));
+        }
+        Self::start_with(target, env)
+    }
+
+    /// `GET path` on the HTTP API; the JSON answer's `data` (panics on API errors).
+    pub fn api(&self, path: &str) -> serde_json::Value {
+        let (status, body) = http_get(self.host_port(), path, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("GET {}{path}: {e}", self.base));
+        assert_eq!(
+            status, 200,
+            "Prometheus answered {status} to {path}: {body}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).expect("Prometheus answers JSON");
+        assert_eq!(v["status"], "success", "{v}");
+        v["data"].clone()
     }
 
     /// Host and port of the HTTP API.
@@ -1252,21 +1306,72 @@ impl Prometheus {
     /// Instant query through `/api/v1/query`; returns `data.result` (panics on API errors).
     pub fn query(&self, expr: &str) -> Vec<serde_json::Value> {
         let path = format!("/api/v1/query?query={}", url_encode(expr));
-        let (status, body) = http_get(self.host_port(), &path, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("GET {}{path}: {e}", self.base));
-        assert_eq!(status, 200, "Prometheus answered {status}: {body}");
-        let v: serde_json::Value = serde_json::from_str(&body).expect("Prometheus answers JSON");
-        assert_eq!(v["status"], "success", "{v}");
-        v["data"]["result"].as_array().cloned().unwrap_or_default()
+        self.api(&path)["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let out = run_script("prometheus", &["stop"]);
+        let out = run_script("prometheus", &["stop"], &self.env);
         if !out.status.success() {
             eprintln!(
                 "scripts/prometheus stop failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alertmanager
+// ---------------------------------------------------------------------------------------------
+
+/// An Alertmanager (`scripts/alertmanager`) on a free port with its state in its own directory;
+/// stopped on drop.
+pub struct Alertmanager {
+    host_port: String,
+    env: ScriptEnv,
+}
+
+impl Alertmanager {
+    /// `scripts/alertmanager start` with its state in `dir`; panics with the script's output on
+    /// failure.
+    pub fn start(dir: &Path) -> Self {
+        let mut me = Alertmanager {
+            host_port: String::new(),
+            env: vec![
+                ("AM_DIR".to_string(), dir.display().to_string()),
+                ("AM_PORT".to_string(), free_port().to_string()),
+            ],
+        };
+        run_script_ok("alertmanager", &["start"], &me.env);
+        me.host_port = run_script_ok("alertmanager", &["host-port"], &me.env);
+        me
+    }
+
+    /// `HOST:PORT` of its API (what Prometheus sends alerts to).
+    pub fn host_port(&self) -> &str {
+        &self.host_port
+    }
+
+    /// The alerts it holds (`GET /api/v2/alerts`).
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        let (status, body) = http_get(&self.host_port, "/api/v2/alerts", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("GET {}/api/v2/alerts: {e}", self.host_port));
+        assert_eq!(status, 200, "Alertmanager answered {status}: {body}");
+        serde_json::from_str(&body).expect("Alertmanager answers JSON")
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let out = run_script("alertmanager", &["stop"], &self.env);
+        if !out.status.success() {
+            eprintln!(
+                "scripts/alertmanager stop failed:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
