@@ -521,7 +521,7 @@ impl Default for DriftConfig {
     fn default() -> Self {
         Self {
             decision: DriftDecision::Calibrated,
-            false_alarms_per_day: 0.1,
+            false_alarms_per_day: 0.01,
             min_effect: 0.1,
             dataset_share: 0.5,
             features: BTreeMap::new(),
