@@ -258,6 +258,11 @@ pub struct KafkaConfig {
     /// How long shutdown and partition revocation may take to finish in-flight work and commit.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// How long start-up waits for the brokers to answer a metadata request before it gives
+    /// up with the cause (connection refused, TLS handshake, SASL authentication). A failed
+    /// TLS handshake or authentication ends start-up at once: retrying cannot fix it.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
     /// Refuse to start unless the input topics have the same partition count.
     pub check_copartitioning: bool,
     /// Where to start a partition that has no committed offset: `earliest` or `latest`.
@@ -341,6 +346,7 @@ impl Default for KafkaConfig {
             drain_timeout: Duration::from_secs(10),
             max_time_ahead: Duration::from_secs(60),
             idle_after: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(30),
             check_copartitioning: true,
             auto_offset_reset: "earliest".into(),
         }
@@ -634,6 +640,12 @@ pub struct HttpConfig {
     pub header_read_timeout: Duration,
     /// Connections served at once; a connection beyond them is answered 503 and closed.
     pub max_connections: usize,
+    /// Name of the environment variable holding the bearer token that `/api/*` requests must
+    /// present (`Authorization: Bearer <token>`). Unset: the API is open.
+    pub api_token_env: Option<String>,
+    /// Whether `/metrics`, `/healthz` and `/readyz` need the API token too (default: they stay
+    /// open for scrapers and probes).
+    pub token_for_all: bool,
 }
 
 impl Default for HttpConfig {
@@ -642,6 +654,8 @@ impl Default for HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 256,
+            api_token_env: None,
+            token_for_all: false,
         }
     }
 }
@@ -707,6 +721,22 @@ impl Config {
                  partition could be reassigned before its offsets are committed"
                     .into(),
             );
+        }
+        if self.kafka.connect_timeout.is_zero() {
+            p.push("kafka.connect_timeout must be positive".into());
+        }
+        if let Some(var) = &self.http.api_token_env {
+            match std::env::var(var) {
+                Err(_) => p.push(format!(
+                    "http.api_token_env names environment variable {var}, which is not set"
+                )),
+                Ok(t) if t.trim().is_empty() => p.push(format!(
+                    "http.api_token_env names environment variable {var}, which is empty"
+                )),
+                Ok(_) => {}
+            }
+        } else if self.http.token_for_all {
+            p.push("http.token_for_all needs http.api_token_env".into());
         }
         for (key, var) in flatten_options(&self.kafka.options_from_env) {
             if std::env::var(&var).is_err() {

@@ -1,18 +1,25 @@
 //! HTTP: Prometheus exposition on `/metrics`, `/healthz`, `/readyz` and a small JSON API.
+//!
+//! With `http.api_token_env`, `/api/*` answers only requests that carry
+//! `Authorization: Bearer <token>` (compared in constant time), and with `http.token_for_all`
+//! every endpoint does; others get `401`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,14 +49,87 @@ impl HttpState {
     }
 }
 
-/// The router.
+/// The bearer token requests must present. Only its SHA-256 digest is kept, and a presented
+/// token is hashed and compared in constant time, so neither its content nor its length shows
+/// in response times; `Debug` never prints it.
+#[derive(Clone)]
+pub struct ApiToken([u8; 32]);
+
+impl ApiToken {
+    /// The token `token`.
+    pub fn new(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Whether an `Authorization` header value is `Bearer <this token>`.
+    pub fn accepts(&self, authorization: Option<&HeaderValue>) -> bool {
+        let Some(presented) = authorization
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        Sha256::digest(presented.trim().as_bytes())
+            .as_slice()
+            .ct_eq(&self.0)
+            .into()
+    }
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
+    }
+}
+
+async fn require_token(State(token): State<ApiToken>, req: Request, next: Next) -> Response {
+    if token.accepts(req.headers().get(header::AUTHORIZATION)) {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong bearer token\n",
+        )
+            .into_response()
+    }
+}
+
+/// The router, every endpoint open.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    secured_router(state, None, false)
+}
+
+/// The router: `/api/*` needs `token` when there is one, and so do `/metrics`, `/healthz` and
+/// `/readyz` when `token_for_all`.
+pub fn secured_router(state: HttpState, token: Option<ApiToken>, token_for_all: bool) -> Router {
+    let mut open = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/api/v1/outputs", get(outputs))
-        .with_state(state)
+        .route("/readyz", get(readyz));
+    let mut api = Router::new().route("/api/v1/outputs", get(outputs));
+    if let Some(token) = token {
+        let auth = middleware::from_fn_with_state(token, require_token);
+        if token_for_all {
+            open = open.route_layer(auth.clone());
+        }
+        api = api.route_layer(auth);
+    }
+    open.merge(api).with_state(state)
+}
+
+/// The API token named by `http.api_token_env`, read from the environment (`None` when
+/// unset in the configuration).
+pub fn api_token(http: &HttpConfig) -> std::io::Result<Option<ApiToken>> {
+    let Some(var) = &http.api_token_env else {
+        return Ok(None);
+    };
+    match std::env::var(var) {
+        Ok(t) if !t.trim().is_empty() => Ok(Some(ApiToken::new(t.trim()))),
+        _ => Err(std::io::Error::other(format!(
+            "http.api_token_env names environment variable {var}, which is not set or empty"
+        ))),
+    }
 }
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
@@ -88,9 +168,10 @@ pub async fn serve(
     state: HttpState,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let token = api_token(http)?;
     let listener = tokio::net::TcpListener::bind(http.addr).await?;
     let bound = listener.local_addr()?;
-    let app = router(state);
+    let app = secured_router(state, token, http.token_for_all);
     let handle = tokio::spawn(accept(
         listener,
         app,
@@ -177,7 +258,20 @@ async fn accept(
 
 #[cfg(test)]
 mod tests {
-    use super::REFUSAL;
+    use super::{ApiToken, HeaderValue, REFUSAL};
+
+    #[test]
+    fn only_the_exact_bearer_token_is_accepted() {
+        let t = ApiToken::new("s3cret-token");
+        let h = |v: &str| HeaderValue::from_str(v).unwrap();
+        assert!(t.accepts(Some(&h("Bearer s3cret-token"))));
+        assert!(!t.accepts(Some(&h("Bearer s3cret-toke"))));
+        assert!(!t.accepts(Some(&h("Bearer s3cret-token2"))));
+        assert!(!t.accepts(Some(&h("Basic s3cret-token"))));
+        assert!(!t.accepts(Some(&h("s3cret-token"))));
+        assert!(!t.accepts(None));
+        assert!(!format!("{t:?}").contains("s3cret"));
+    }
 
     #[test]
     fn the_refusal_is_a_whole_response() {
