@@ -127,14 +127,19 @@ fn over_sasl_ssl(cfg: &mut MonitorConfig, s: &Sasl, brokers: &str, ca: Option<&s
     }
 }
 
-/// A webhook with every secret, to a port nothing listens on: its outputs are dead-lettered
-/// to `dead_letters` after one attempt. The API needs the token.
-fn with_webhook_and_api_token(cfg: &mut MonitorConfig, secrets: &Secrets, dead_letters: &Path) {
+/// A webhook with every secret, to `https://<the SASL_SSL listener>`: a TLS server whose
+/// certificate only the test CA trusts, so verification (on by default) fails and the outputs
+/// are dead-lettered to `dead_letters` after one attempt. The API needs the token.
+fn with_webhook_and_api_token(
+    cfg: &mut MonitorConfig,
+    secrets: &Secrets,
+    s: &Sasl,
+    dead_letters: &Path,
+) {
     let q = |v: &str| toml::Value::String(v.to_string()).to_string();
     let url = format!(
-        "http://127.0.0.1:{}/hook?access_token={}",
-        free_port(),
-        secrets.url_token
+        "https://{}/hook?access_token={}",
+        s.brokers, secrets.url_token
     );
     cfg.set(
         "sinks",
@@ -210,7 +215,7 @@ fn over_sasl_ssl_with_every_secret_set_nothing_secret_is_printed() {
     cfg.min_events = 500;
     cfg.bootstrap_events = 3000;
     over_sasl_ssl(&mut cfg, &s, &s.brokers, Some(&s.ca));
-    with_webhook_and_api_token(&mut cfg, &secrets, &webhook_dead);
+    with_webhook_and_api_token(&mut cfg, &secrets, &s, &webhook_dead);
     let mut env = secrets.env();
     env.push(("DRIFTWATCH_LOG", "trace"));
 
@@ -306,8 +311,12 @@ fn over_sasl_ssl_with_every_secret_set_nothing_secret_is_printed() {
         assert_eq!(http_get(dw.http, probe, t).expect("GET").0, 200, "{probe}");
     }
 
-    // The webhook's outputs were dead-lettered (nothing listens on its port).
+    // The webhook's outputs were dead-lettered: its server's certificate is not trusted.
     let webhook_dead_letters = wait_file(&webhook_dead, Duration::from_secs(30));
+    assert!(
+        webhook_dead_letters.contains("certificate verify failed"),
+        "https is verified: {webhook_dead_letters}"
+    );
 
     dw.sigterm();
     let status = dw
@@ -370,7 +379,7 @@ fn start_fails(test: &str, brokers: &str, password: &str, ca: bool, cause: &str)
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = MonitorConfig::new(&topics, &dir.path().join("snapshots"));
     over_sasl_ssl(&mut cfg, &s, brokers, ca.then_some(s.ca.as_str()));
-    with_webhook_and_api_token(&mut cfg, &secrets, &dir.path().join("dead.jsonl"));
+    with_webhook_and_api_token(&mut cfg, &secrets, &s, &dir.path().join("dead.jsonl"));
     cfg.set("kafka", "connect_timeout", "\"5s\"");
     let path = dir.path().join(format!("{test}.toml"));
     std::fs::write(&path, cfg.to_toml()).expect("write config");
