@@ -60,7 +60,7 @@ pub async fn run(
     let (bound, http_task) = http::serve(&cfg.http, http_state.clone(), shutdown.clone())
         .await
         .with_context(|| format!("cannot listen on {}", cfg.http.addr))?;
-    tracing::info!(%bound, "http listening");
+    tracing::info!(%bound, https = cfg.http.tls_cert.is_some(), "http listening");
     if let Some(slot) = &observers.http_bound {
         *slot.lock().expect("not poisoned") = Some(bound);
     }

@@ -419,6 +419,59 @@ fn start_fails(test: &str, brokers: &str, password: &str, ca: bool, cause: &str)
     text
 }
 
+#[tokio::test]
+#[ignore = "needs a real Kafka broker with its SASL_SSL listener (scripts/test-all starts one)"]
+async fn https_listener_serves_only_tls_and_the_api_only_with_the_token() {
+    let plain = brokers();
+    let (cert, key) = (
+        required_env("DRIFTWATCH_TEST_SERVER_CERT"),
+        required_env("DRIFTWATCH_TEST_SERVER_KEY"),
+    );
+    let ca = std::fs::read(required_env("DRIFTWATCH_TEST_CA")).expect("the test CA");
+    let token = unique("apitoken");
+    let topics = Topics::create(&plain, "https", 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = |v: &str| toml::Value::String(v.to_string()).to_string();
+    let mut cfg = MonitorConfig::new(&topics, &dir.path().join("snapshots"));
+    cfg.set("http", "tls_cert", &q(&cert))
+        .set("http", "tls_key", &q(&key))
+        .set("http", "api_token_env", &q(API_TOKEN_ENV))
+        .set("http", "token_for_all", "true");
+    let env = [(API_TOKEN_ENV, token.as_str())];
+    let dw = Driftwatch::start_with_env("https", &cfg, dir.path(), &env);
+    let base = format!("https://{}", dw.http);
+
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("PEM"))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let get = |path: &str, token: Option<&str>| {
+        let mut r = trusting.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.expect("https request").status().as_u16() }
+    };
+    for path in ["/healthz", "/metrics", "/api/v1/outputs"] {
+        assert_eq!(get(path, None).await, 401, "{path} without the token");
+        assert_eq!(get(path, Some("wrong")).await, 401, "{path}, wrong token");
+        assert_eq!(get(path, Some(&token)).await, 200, "{path} with the token");
+    }
+    // Plain HTTP on the HTTPS port gets no answer, and a client that does not trust the CA
+    // refuses the certificate.
+    assert!(http_get(dw.http, "/healthz", Duration::from_secs(3)).is_err());
+    let err = reqwest::Client::new()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect_err("an untrusted certificate");
+    assert!(
+        format!("{err:?}").contains("certificate verify failed"),
+        "{err:?}"
+    );
+}
+
 #[test]
 #[ignore = "needs a real Kafka broker with its SASL_SSL listener (scripts/test-all starts one)"]
 fn wrong_password_ends_start_up_naming_authentication() {

@@ -646,6 +646,11 @@ pub struct HttpConfig {
     /// Whether `/metrics`, `/healthz` and `/readyz` need the API token too (default: they stay
     /// open for scrapers and probes).
     pub token_for_all: bool,
+    /// PEM certificate chain (server certificate first): with `tls_key`, the listener speaks
+    /// HTTPS only. Unset: plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, `BEGIN PRIVATE KEY`) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -656,6 +661,8 @@ impl Default for HttpConfig {
             max_connections: 256,
             api_token_env: None,
             token_for_all: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -737,6 +744,19 @@ impl Config {
             }
         } else if self.http.token_for_all {
             p.push("http.token_for_all needs http.api_token_env".into());
+        }
+        match (&self.http.tls_cert, &self.http.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                p.push("http.tls_cert and http.tls_key go together".into())
+            }
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("tls_cert", cert), ("tls_key", key)] {
+                    if !path.is_file() {
+                        p.push(format!("http.{name}: {} is not a file", path.display()));
+                    }
+                }
+            }
+            (None, None) => {}
         }
         for (key, var) in flatten_options(&self.kafka.options_from_env) {
             if std::env::var(&var).is_err() {

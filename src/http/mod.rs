@@ -2,7 +2,8 @@
 //!
 //! With `http.api_token_env`, `/api/*` answers only requests that carry
 //! `Authorization: Bearer <token>` (compared in constant time), and with `http.token_for_all`
-//! every endpoint does; others get `401`.
+//! every endpoint does; others get `401`. With `http.tls_cert` and `http.tls_key` the
+//! listener speaks HTTPS only (the handshake, too, within `http.header_read_timeout`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +21,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
+use tokio_native_tls::{native_tls, TlsAcceptor};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -169,17 +172,38 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let token = api_token(http)?;
+    let tls = tls_acceptor(http)?;
     let listener = tokio::net::TcpListener::bind(http.addr).await?;
     let bound = listener.local_addr()?;
     let app = secured_router(state, token, http.token_for_all);
     let handle = tokio::spawn(accept(
         listener,
         app,
+        tls,
         http.header_read_timeout,
         http.max_connections,
         shutdown,
     ));
     Ok((bound, handle))
+}
+
+/// The TLS acceptor of `http.tls_cert` and `http.tls_key`, `None` when they are unset.
+pub fn tls_acceptor(http: &HttpConfig) -> std::io::Result<Option<TlsAcceptor>> {
+    let (Some(cert), Some(key)) = (&http.tls_cert, &http.tls_key) else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| std::io::Error::other(format!("{}: {e}", p.display())))
+    };
+    let identity = native_tls::Identity::from_pkcs8(&read(cert)?, &read(key)?).map_err(|e| {
+        std::io::Error::other(format!(
+            "http.tls_cert {} / http.tls_key {}: {e}",
+            cert.display(),
+            key.display()
+        ))
+    })?;
+    let acceptor = native_tls::TlsAcceptor::new(identity).map_err(std::io::Error::other)?;
+    Ok(Some(TlsAcceptor::from(acceptor)))
 }
 
 /// What a connection beyond the cap is told before it is closed.
@@ -193,6 +217,7 @@ too many connections\n";
 async fn accept(
     listener: tokio::net::TcpListener,
     app: Router,
+    tls: Option<TlsAcceptor>,
     header_read_timeout: Duration,
     max_connections: usize,
     shutdown: CancellationToken,
@@ -228,25 +253,21 @@ async fn accept(
         };
         refusing = false;
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
             let _permit = permit;
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+            let Some(tls) = tls else {
+                return serve_connection(stream, app, header_read_timeout, shutdown).await;
             };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "http connection closed");
+            // The handshake counts against the header-read time: a silent client is closed.
+            match tokio::time::timeout(header_read_timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    serve_connection(stream, app, header_read_timeout, shutdown).await
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "https handshake failed"),
+                Err(_) => tracing::debug!("https handshake timed out"),
             }
         });
     }
@@ -254,6 +275,35 @@ async fn accept(
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// Serves one connection (plain or TLS) until it ends or `shutdown`, then lets the request in
+/// flight finish.
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    header_read_timeout: Duration,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(app);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "http connection closed");
+    }
 }
 
 #[cfg(test)]
