@@ -4,8 +4,10 @@
 //!
 //! Every test is `#[ignore]`d in a plain `cargo test`: `scripts/test-all` starts the broker and
 //! exports `DRIFTWATCH_TEST_BROKERS` and, from `scripts/kafka sasl-env`, the SASL_SSL listener's
-//! address, user, password and CA (`DRIFTWATCH_TEST_SASL_*`, `DRIFTWATCH_TEST_CA`). Topics are
-//! created and read over the plaintext listener; driftwatch itself only talks SASL_SSL.
+//! address, user, password and CA (`DRIFTWATCH_TEST_SASL_*`, `DRIFTWATCH_TEST_CA`), and the
+//! listener's certificate and key (`DRIFTWATCH_TEST_SERVER_CERT`, `DRIFTWATCH_TEST_SERVER_KEY`),
+//! which the HTTPS test serves. Topics are created and read over the plaintext listener;
+//! driftwatch itself only talks SASL_SSL.
 
 mod common;
 
