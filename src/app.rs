@@ -60,7 +60,7 @@ pub async fn run(
     let (bound, http_task) = http::serve(&cfg.http, http_state.clone(), shutdown.clone())
         .await
         .with_context(|| format!("cannot listen on {}", cfg.http.addr))?;
-    tracing::info!(%bound, "http listening");
+    tracing::info!(%bound, https = cfg.http.tls_cert.is_some(), "http listening");
     if let Some(slot) = &observers.http_bound {
         *slot.lock().expect("not poisoned") = Some(bound);
     }
@@ -70,17 +70,17 @@ pub async fn run(
     // partitions are assigned (source::restore).
     let baselines = Baselines::load(&cfg).context("loading baselines")?;
     // Start-up waits on the broker (metadata, topic creation): a shutdown meanwhile stops it at
-    // once instead of after the request timeouts.
-    let state_topic = tokio::task::spawn_blocking({
-        let cfg = Arc::clone(&cfg);
-        move || restore::ensure_state_topic(&cfg)
-    });
-    tokio::select! {
-        r = state_topic => r?,
-        _ = shutdown.cancelled() => {
-            tracing::info!("shutdown during start-up");
-            return Ok(());
-        }
+    // once instead of after the request timeouts. First the brokers must answer at all: a
+    // wrong password or an untrusted certificate ends start-up with its cause, not in retries.
+    let Some(reachable) = start_up_step(&cfg, &shutdown, source::check_brokers).await? else {
+        return Ok(());
+    };
+    reachable?;
+    if start_up_step(&cfg, &shutdown, restore::ensure_state_topic)
+        .await?
+        .is_none()
+    {
+        return Ok(());
     }
     let monitor = Monitor::new(Arc::clone(&cfg), baselines, Clock::Wall)
         .with_telemetry(telemetry.clone())
@@ -106,16 +106,9 @@ pub async fn run(
     // Source.
     let consumer = source::consumer(&cfg, Arc::clone(&shared), telemetry.clone())?;
     if cfg.kafka.check_copartitioning {
-        let check = tokio::task::spawn_blocking({
-            let cfg = Arc::clone(&cfg);
-            move || source::check_copartitioning(&cfg)
-        });
-        tokio::select! {
-            r = check => r??,
-            _ = shutdown.cancelled() => {
-                tracing::info!("shutdown during start-up");
-                return Ok(());
-            }
+        match start_up_step(&cfg, &shutdown, source::check_copartitioning).await? {
+            Some(check) => check?,
+            None => return Ok(()),
         }
     }
     let ready_flag = Arc::clone(&ready);
@@ -169,6 +162,24 @@ pub async fn run(
 }
 
 /// Starts one delivery task per configured webhook, and exports their counters.
+/// Runs a blocking start-up step that waits on the broker; `None` when a shutdown came first
+/// (it is not waited for: the runtime abandons it).
+async fn start_up_step<T: Send + 'static>(
+    cfg: &Arc<Config>,
+    shutdown: &CancellationToken,
+    step: fn(&Config) -> T,
+) -> anyhow::Result<Option<T>> {
+    let cfg = Arc::clone(cfg);
+    let task = tokio::task::spawn_blocking(move || step(&cfg));
+    tokio::select! {
+        r = task => Ok(Some(r?)),
+        _ = shutdown.cancelled() => {
+            tracing::info!("shutdown during start-up");
+            Ok(None)
+        }
+    }
+}
+
 fn spawn_webhooks(
     cfg: &Config,
     telemetry: &Telemetry,

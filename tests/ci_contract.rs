@@ -23,6 +23,7 @@ use driftwatch::config::webhook::{WebhookConfig, WebhookTemplate};
 use driftwatch::output::Output;
 use driftwatch::sink::webhook::{
     verify_signature, Delivery, WebhookSink, EVENT_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
 };
 use serde_json::Value;
 
@@ -386,6 +387,7 @@ async fn every_golden_output_reaches_ci_as_the_examples_expect() {
             assert_eq!(header(EVENT_HEADER), o["type"]);
             assert!(verify_signature(
                 SECRET.as_bytes(),
+                &header(TIMESTAMP_HEADER),
                 &h.body,
                 &header(SIGNATURE_HEADER)
             ));

@@ -23,6 +23,7 @@ async fn start() -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>)
         addr: "127.0.0.1:0".parse().unwrap(),
         header_read_timeout: TIMEOUT,
         max_connections: CAP,
+        ..HttpConfig::default()
     };
     let state = HttpState {
         telemetry: Telemetry::new(),

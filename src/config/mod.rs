@@ -258,6 +258,11 @@ pub struct KafkaConfig {
     /// How long shutdown and partition revocation may take to finish in-flight work and commit.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// How long start-up waits for the brokers to answer a metadata request before it gives
+    /// up with the cause (connection refused, TLS handshake, SASL authentication). A failed
+    /// TLS handshake or authentication ends start-up at once: retrying cannot fix it.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
     /// Refuse to start unless the input topics have the same partition count.
     pub check_copartitioning: bool,
     /// Where to start a partition that has no committed offset: `earliest` or `latest`.
@@ -341,6 +346,7 @@ impl Default for KafkaConfig {
             drain_timeout: Duration::from_secs(10),
             max_time_ahead: Duration::from_secs(60),
             idle_after: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(30),
             check_copartitioning: true,
             auto_offset_reset: "earliest".into(),
         }
@@ -659,6 +665,17 @@ pub struct HttpConfig {
     pub header_read_timeout: Duration,
     /// Connections served at once; a connection beyond them is answered 503 and closed.
     pub max_connections: usize,
+    /// Name of the environment variable holding the bearer token that `/api/*` requests must
+    /// present (`Authorization: Bearer <token>`). Unset: the API is open.
+    pub api_token_env: Option<String>,
+    /// Whether `/metrics`, `/healthz` and `/readyz` need the API token too (default: they stay
+    /// open for scrapers and probes).
+    pub token_for_all: bool,
+    /// PEM certificate chain (server certificate first): with `tls_key`, the listener speaks
+    /// HTTPS only. Unset: plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, `BEGIN PRIVATE KEY`) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -667,6 +684,10 @@ impl Default for HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 256,
+            api_token_env: None,
+            token_for_all: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -732,6 +753,35 @@ impl Config {
                  partition could be reassigned before its offsets are committed"
                     .into(),
             );
+        }
+        if self.kafka.connect_timeout.is_zero() {
+            p.push("kafka.connect_timeout must be positive".into());
+        }
+        if let Some(var) = &self.http.api_token_env {
+            match std::env::var(var) {
+                Err(_) => p.push(format!(
+                    "http.api_token_env names environment variable {var}, which is not set"
+                )),
+                Ok(t) if t.trim().is_empty() => p.push(format!(
+                    "http.api_token_env names environment variable {var}, which is empty"
+                )),
+                Ok(_) => {}
+            }
+        } else if self.http.token_for_all {
+            p.push("http.token_for_all needs http.api_token_env".into());
+        }
+        match (&self.http.tls_cert, &self.http.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                p.push("http.tls_cert and http.tls_key go together".into())
+            }
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("tls_cert", cert), ("tls_key", key)] {
+                    if !path.is_file() {
+                        p.push(format!("http.{name}: {} is not a file", path.display()));
+                    }
+                }
+            }
+            (None, None) => {}
         }
         for (key, var) in flatten_options(&self.kafka.options_from_env) {
             if std::env::var(&var).is_err() {

@@ -42,6 +42,110 @@ pub enum SourceError {
     /// The input topics have different partition counts.
     #[error("input topics are not co-partitioned: {0}")]
     NotCoPartitioned(String),
+    /// The brokers did not answer at start-up; not retried further (see
+    /// [`check_brokers`]).
+    #[error("cannot use the Kafka brokers {brokers}: {cause}")]
+    Unreachable {
+        /// `kafka.brokers`.
+        brokers: String,
+        /// What went wrong, from librdkafka's own report: connection, TLS or SASL.
+        cause: String,
+    },
+}
+
+/// Records the first connection-level error librdkafka reports (connection refused, TLS
+/// handshake, SASL authentication), which a metadata request only sees as a time-out.
+#[derive(Default)]
+struct FirstError(Mutex<Option<(rdkafka::types::RDKafkaErrorCode, String)>>);
+
+impl FirstError {
+    fn record(&self, code: rdkafka::types::RDKafkaErrorCode, reason: &str) {
+        let mut first = self.0.lock().expect("not poisoned");
+        // An authentication or TLS failure is the cause even when a disconnect came first.
+        if first.is_none() || fatal_cause(code).is_some() {
+            *first = Some((code, reason.to_string()));
+        }
+    }
+}
+
+impl ClientContext for FirstError {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        // librdkafka reports a failed TLS handshake only in its log, not as an error event.
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if matches!(level, L::Emerg | L::Alert | L::Critical | L::Error)
+            && message.contains("SSL handshake failed")
+        {
+            self.record(rdkafka::types::RDKafkaErrorCode::SSL, message);
+        }
+        rdkafka::client::DefaultClientContext.log(level, fac, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if let Some(code) = error.rdkafka_error_code() {
+            self.record(code, reason);
+        }
+    }
+}
+
+impl ConsumerContext for FirstError {}
+
+/// What a TLS or SASL failure is called; `None` for errors a retry may cure.
+fn fatal_cause(code: rdkafka::types::RDKafkaErrorCode) -> Option<&'static str> {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    match code {
+        C::Authentication | C::SaslAuthenticationFailed => Some("SASL authentication failed"),
+        C::SSL => Some("TLS handshake failed (is the broker's certificate trusted?)"),
+        _ => None,
+    }
+}
+
+/// Waits up to `kafka.connect_timeout` for the brokers to answer a metadata request (blocking),
+/// with the consumers' properties (TLS, SASL). A TLS or SASL failure ends the wait at once; a
+/// broker that cannot be reached ends it at the time-out. Either way the error names the cause
+/// as librdkafka reported it — never a secret: librdkafka does not print passwords.
+pub fn check_brokers(cfg: &Config) -> Result<(), SourceError> {
+    let consumer: BaseConsumer<FirstError> = cfg
+        .kafka_consumer_properties()
+        .into_iter()
+        .collect::<ClientConfig>()
+        .create_with_context(FirstError::default())?;
+    let unreachable = |cause: String| SourceError::Unreachable {
+        brokers: cfg.kafka.brokers.clone(),
+        cause,
+    };
+    let deadline = std::time::Instant::now() + cfg.kafka.connect_timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let attempt = consumer.fetch_metadata(
+            Some(&cfg.topics.predictions),
+            left.min(Duration::from_millis(500)),
+        );
+        let err = match attempt {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        // Error events are served by polling.
+        let _ = consumer.poll(Duration::ZERO);
+        let seen = consumer.context().0.lock().expect("not poisoned").clone();
+        if let Some((code, reason)) = &seen {
+            if let Some(what) = fatal_cause(*code) {
+                return Err(unreachable(format!("{what}: {reason}")));
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            let cause = match seen {
+                Some((_, reason)) => format!(
+                    "no answer within kafka.connect_timeout ({}): {reason}",
+                    humantime::format_duration(cfg.kafka.connect_timeout)
+                ),
+                None => format!(
+                    "no answer within kafka.connect_timeout ({}): {err}",
+                    humantime::format_duration(cfg.kafka.connect_timeout)
+                ),
+            };
+            return Err(unreachable(cause));
+        }
+    }
 }
 
 /// A change of assignment, in the order the rebalance callbacks saw it.

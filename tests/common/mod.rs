@@ -792,7 +792,7 @@ impl MonitorConfig {
 // ---------------------------------------------------------------------------------------------
 
 /// A running `driftwatch run --config <toml>`, killed (SIGKILL) on drop if still running. Its
-/// stderr (the log) is collected line by line and printed when the test fails.
+/// stderr (the log) and stdout are collected line by line and printed when the test fails.
 pub struct Driftwatch {
     name: String,
     child: Child,
@@ -828,6 +828,17 @@ impl Driftwatch {
     /// Writes `cfg` to `<dir>/<name>.toml` and starts the binary; returns once it logged its
     /// bound HTTP address. `name` tells several instances of one test apart in the logs.
     pub fn start(name: &str, cfg: &MonitorConfig, dir: &Path) -> Self {
+        Self::start_with_env(name, cfg, dir, &[])
+    }
+
+    /// [`Driftwatch::start`] with extra environment variables (secrets, `DRIFTWATCH_LOG`),
+    /// set last. Its stdout, if it prints anything, is collected into the log too.
+    pub fn start_with_env(
+        name: &str,
+        cfg: &MonitorConfig,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, cfg.to_toml()).expect("write config");
         let mut cmd = command();
@@ -841,18 +852,18 @@ impl Driftwatch {
                 "DRIFTWATCH_LOG",
                 std::env::var("DRIFTWATCH_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin().display()));
-        let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
-        let reader = std::thread::spawn({
+        let collect = |pipe: Box<dyn Read + Send>| {
             let log = Arc::clone(&log);
             move || {
-                let mut r = BufReader::new(stderr);
+                let mut r = BufReader::new(pipe);
                 let mut buf = Vec::new();
                 while let Ok(n) = r.read_until(b'\n', &mut buf) {
                     if n == 0 {
@@ -863,6 +874,14 @@ impl Driftwatch {
                     buf.clear();
                 }
             }
+        };
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stdout_reader = std::thread::spawn(collect(Box::new(stdout)));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let stderr_reader = std::thread::spawn(collect(Box::new(stderr)));
+        let reader = std::thread::spawn(move || {
+            let _ = stdout_reader.join();
+            let _ = stderr_reader.join();
         });
         let mut me = Self {
             name: name.to_string(),
@@ -1153,6 +1172,16 @@ pub fn http_get(
     path_and_query: &str,
     timeout: Duration,
 ) -> std::io::Result<(u16, String)> {
+    http_get_with(addr, path_and_query, &[], timeout)
+}
+
+/// [`http_get`] with extra request headers (`("Authorization", "Bearer …")`).
+pub fn http_get_with(
+    addr: impl ToSocketAddrs,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
     let addr = addr
         .to_socket_addrs()?
         .next()
@@ -1160,9 +1189,13 @@ pub fn http_get(
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        "GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n{extra}Connection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;

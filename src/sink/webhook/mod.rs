@@ -13,8 +13,11 @@
 //!
 //! Every request carries `Content-Type: application/json`,
 //! `X-Driftwatch-Event: <type>`, `X-Driftwatch-Idempotency-Key: <id>`,
-//! `X-Driftwatch-Delivery-Attempt: <n>` and, when a secret is configured,
-//! `X-Driftwatch-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes>`.
+//! `X-Driftwatch-Delivery-Attempt: <n>`, `X-Driftwatch-Timestamp: <Unix seconds of this
+//! attempt>` and, when a secret is configured,
+//! `X-Driftwatch-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<exact body bytes>">`:
+//! the timestamp is signed with the body, so a receiver that rejects old timestamps (five
+//! minutes, say) cannot be fed a captured request again later ([`verify_signature`]).
 //!
 //! Delivery retries connect errors, timeouts, `429` and `5xx` with capped
 //! exponential backoff (honouring `Retry-After`). When retries are exhausted
@@ -26,9 +29,10 @@
 //! configuration is [`crate::config::webhook`]. Outputs reach the sink through
 //! the queue of [`crate::sink::fanout`].
 //!
-//! Note: `https` URLs need a TLS backend in `reqwest` (e.g. its `rustls-tls`
-//! feature). A build without one reports the failure as a non-retryable
-//! dead-lettered error that says so.
+//! `https` URLs are verified against the system's root certificates (reqwest's
+//! `native-tls` backend: OpenSSL on Linux); there is no switch to turn verification off. A
+//! build without a TLS backend reports an `https` URL as a non-retryable dead-lettered error
+//! that says so.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -54,8 +58,11 @@ pub use render::{GITHUB_CLIENT_PAYLOAD_MAX_BYTES, GITHUB_CLIENT_PAYLOAD_MAX_KEYS
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Header carrying `sha256=<hex HMAC-SHA256 of the body>`.
+/// Header carrying `sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
 pub const SIGNATURE_HEADER: &str = "x-driftwatch-signature";
+/// Header carrying the attempt's time, whole seconds since the Unix epoch; signed with the
+/// body.
+pub const TIMESTAMP_HEADER: &str = "x-driftwatch-timestamp";
 /// Header carrying the output's id (`alert_id`, `trigger_id` or verdict id).
 pub const IDEMPOTENCY_HEADER: &str = "x-driftwatch-idempotency-key";
 /// Header carrying the output's `type`.
@@ -209,26 +216,36 @@ impl<T> fmt::Debug for Redacted<T> {
 // Signing
 // ---------------------------------------------------------------------------
 
-/// `sha256=<hex HMAC-SHA256 of body keyed with secret>`, the value of the
-/// `X-Driftwatch-Signature` header.
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+/// `sha256=<hex HMAC-SHA256 keyed with secret of "<timestamp>.<body>">`, the value of the
+/// `X-Driftwatch-Signature` header sent with `X-Driftwatch-Timestamp: <timestamp>`.
+pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+    format!(
+        "sha256={}",
+        hex::encode(signed_mac(secret, timestamp, body).finalize().into_bytes())
+    )
 }
 
-/// Checks an `X-Driftwatch-Signature` header value against `body` in constant
-/// time.
-pub fn verify_signature(secret: &[u8], body: &[u8], header_value: &str) -> bool {
+/// Checks an `X-Driftwatch-Signature` header value against the `X-Driftwatch-Timestamp`
+/// header value and `body`, in constant time. Whether the timestamp is recent enough is the
+/// receiver's decision (see `examples/ci/README.md`).
+pub fn verify_signature(secret: &[u8], timestamp: &str, body: &[u8], header_value: &str) -> bool {
     let Some(hex_sig) = header_value.trim().strip_prefix("sha256=") else {
         return false;
     };
     let Ok(sig) = hex::decode(hex_sig) else {
         return false;
     };
+    signed_mac(secret, timestamp, body)
+        .verify_slice(&sig)
+        .is_ok()
+}
+
+fn signed_mac(secret: &[u8], timestamp: &str, body: &[u8]) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
     mac.update(body);
-    mac.verify_slice(&sig).is_ok()
+    mac
 }
 
 // ---------------------------------------------------------------------------
@@ -368,7 +385,7 @@ impl WebhookSink {
             self.token.as_ref().map(|t| t.0.trim()),
             output,
         );
-        let headers = self.headers(kind, &key, &body);
+        let headers = self.headers(kind, &key);
 
         let mut attempts: u32 = 0;
         loop {
@@ -423,12 +440,22 @@ impl WebhookSink {
         attempt: u32,
         body: &[u8],
     ) -> Result<u16, AttemptFailure> {
-        let request = self
+        // Each attempt has its own timestamp, and so its own signature: a retry is not a replay.
+        let timestamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+            .to_string();
+        let mut request = self
             .client
             .post(self.url.clone())
             .headers(headers.clone())
             .header(ATTEMPT_HEADER, attempt)
-            .body(body.to_vec());
+            .header(TIMESTAMP_HEADER, &timestamp);
+        if let Some(secret) = &self.secret {
+            request = request.header(SIGNATURE_HEADER, sign(&secret.0, &timestamp, body));
+        }
+        let request = request.body(body.to_vec());
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => return Err(classify_transport_error(e)),
@@ -461,7 +488,7 @@ impl WebhookSink {
         })
     }
 
-    fn headers(&self, kind: OutputType, key: &str, body: &[u8]) -> HeaderMap {
+    fn headers(&self, kind: OutputType, key: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(
@@ -472,12 +499,6 @@ impl WebhookSink {
             HeaderName::from_static(IDEMPOTENCY_HEADER),
             header_value(key),
         );
-        if let Some(secret) = &self.secret {
-            h.insert(
-                HeaderName::from_static(SIGNATURE_HEADER),
-                header_value(&sign(&secret.0, body)),
-            );
-        }
         match self.config.template {
             WebhookTemplate::GithubRepositoryDispatch => {
                 h.insert(

@@ -238,14 +238,30 @@ async fn generic_signed_with_idempotency_and_event_headers() {
     assert_eq!(hits.len(), 1);
     let hit = &hits[0];
     assert_eq!(hit.uri, "/hook?x=1");
-    // Signature: recompute the HMAC over the bytes actually received.
+    // Signature: recompute the HMAC over the timestamp and the bytes actually received.
     let sig = hit.header(SIGNATURE_HEADER).expect("signature header");
+    let ts = hit.header(TIMESTAMP_HEADER).expect("timestamp header");
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sent: u64 = ts.parse().expect("whole seconds");
+    assert!(sent.abs_diff(now) <= 5, "timestamp {sent}, now {now}");
     let mut mac = HmacSha256::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{ts}.").as_bytes());
     mac.update(&hit.body);
     let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
     assert_eq!(sig, expected);
-    assert!(verify_signature(SECRET.as_bytes(), &hit.body, &sig));
-    assert!(!verify_signature(b"wrong", &hit.body, &sig));
+    assert!(verify_signature(SECRET.as_bytes(), &ts, &hit.body, &sig));
+    assert!(!verify_signature(b"wrong", &ts, &hit.body, &sig));
+    // A captured request sent again with a fresh timestamp does not verify.
+    let later = (sent + 600).to_string();
+    assert!(!verify_signature(
+        SECRET.as_bytes(),
+        &later,
+        &hit.body,
+        &sig
+    ));
     assert_eq!(hit.header(IDEMPOTENCY_HEADER).as_deref(), Some("trg-0001"));
     assert_eq!(hit.header(EVENT_HEADER).as_deref(), Some("retrain_trigger"));
     assert_eq!(hit.header(ATTEMPT_HEADER).as_deref(), Some("1"));
@@ -270,6 +286,7 @@ async fn unsigned_when_no_secret_configured() {
     sink.deliver(&alert("al-1")).await.unwrap();
     let hit = server.hits.lock().unwrap()[0].clone();
     assert!(hit.header(SIGNATURE_HEADER).is_none());
+    assert!(hit.header(TIMESTAMP_HEADER).is_some());
     assert_eq!(
         hit.header(IDEMPOTENCY_HEADER).as_deref(),
         Some("al-1:firing")
@@ -306,6 +323,7 @@ async fn github_repository_dispatch_shape() {
         .starts_with("driftwatch-webhook/"));
     assert!(verify_signature(
         SECRET.as_bytes(),
+        &hit.header(TIMESTAMP_HEADER).unwrap(),
         &hit.body,
         &hit.header(SIGNATURE_HEADER).unwrap()
     ));
@@ -380,6 +398,7 @@ async fn gitlab_pipeline_trigger_shape() {
     assert!(hit.header("authorization").is_none());
     assert!(verify_signature(
         SECRET.as_bytes(),
+        &hit.header(TIMESTAMP_HEADER).unwrap(),
         &hit.body,
         &hit.header(SIGNATURE_HEADER).unwrap()
     ));
@@ -827,6 +846,12 @@ fn github_payload_respects_key_limit_and_redaction_of_urls() {
         redact_url(&u),
         "https://gitlab.example.com/api/v4/projects/1/trigger/pipeline"
     );
-    assert_eq!(sign(b"k", b"body"), sign(b"k", b"body"));
-    assert_ne!(sign(b"k", b"body"), sign(b"k", b"body "));
+    assert_eq!(sign(b"k", "1", b"body"), sign(b"k", "1", b"body"));
+    assert_ne!(sign(b"k", "1", b"body"), sign(b"k", "1", b"body "));
+    assert_ne!(sign(b"k", "1", b"body"), sign(b"k", "2", b"body"));
+    // The value examples/ci/README.md's Python receiver computes for these inputs.
+    assert_eq!(
+        sign(b"s3cret", "1700000000", br#"{"type":"alert"}"#),
+        "sha256=c3bdda25aee20e82d27932e6a56c82243ee243158af0e7d89d776613b4808d74"
+    );
 }
