@@ -136,6 +136,30 @@ pub struct InputView<'a> {
     pub next_offset: Option<i64>,
 }
 
+/// Identity of a published alert transition or verdict, to publish it once across restarts
+/// and takeovers: `alert/<alert_id>/<status>`, `verdict/<verdict_id>`. Triggers have their
+/// own ledger.
+pub fn emitted_key(o: &Output) -> Option<String> {
+    match o {
+        Output::Alert(a) => Some(format!("alert/{}/{}", a.alert_id, a.status.as_str())),
+        Output::Verdict(v) => Some(format!("verdict/{}", v.verdict_id)),
+        _ => None,
+    }
+}
+
+/// [`emitted_key`] of an output read back as JSON from its topic.
+pub fn emitted_key_json(v: &serde_json::Value) -> Option<String> {
+    match v["type"].as_str()? {
+        "alert" => Some(format!(
+            "alert/{}/{}",
+            v["alert_id"].as_str()?,
+            v["status"].as_str()?
+        )),
+        "canary_verdict" => Some(format!("verdict/{}", v["verdict_id"].as_str()?)),
+        _ => None,
+    }
+}
+
 /// Most predictions a bootstrapping version keeps waiting for its model's watermark (four
 /// times `baseline.bootstrap_events`, at least 4,096); beyond it the earliest are fed to the
 /// baseline regardless.
@@ -252,6 +276,8 @@ pub struct Monitor {
     waiting_overflow: Option<usize>,
     /// Policy checkpoints read back, applied to models and versions as they are created.
     checkpoints: HashMap<String, PolicyCheckpoint>,
+    /// Alerts and verdicts published before (by an earlier run or owner), not published again.
+    emitted: std::collections::HashSet<String>,
 }
 
 impl Monitor {
@@ -286,6 +312,7 @@ impl Monitor {
             waiting_seq: 0,
             waiting_overflow: None,
             checkpoints: HashMap::new(),
+            emitted: Default::default(),
         }
     }
 
@@ -339,6 +366,11 @@ impl Monitor {
             None => self.baselines.insert(&model, version.as_deref(), p),
         }
         true
+    }
+
+    /// Adds alerts and verdicts published before ([`emitted_key`]).
+    pub fn extend_emitted(&mut self, keys: impl IntoIterator<Item = String>) {
+        self.emitted.extend(keys);
     }
 
     /// Adds a policy checkpoint read back from the state topic (see [`PolicyCheckpoint`]); it
@@ -1168,6 +1200,7 @@ impl Monitor {
                 ledger,
                 snapshots,
                 clock: out_clock,
+                emitted,
                 ..
             } = self;
             let cfg: &Config = cfg;
@@ -1294,6 +1327,18 @@ impl Monitor {
                     t.export_alerts(&model.model_id, &v.version, v.policy.alerts());
                 }
                 t.record_decisions(&out[first_output..]);
+            }
+            if !emitted.is_empty() {
+                // Windows evaluated again after a restart give the same ids: published once.
+                let mut i = first_output;
+                while i < out.len() {
+                    if emitted_key(&out[i]).is_some_and(|k| emitted.contains(&k)) {
+                        tracing::debug!(key = ?emitted_key(&out[i]), "published before; not again");
+                        out.remove(i);
+                    } else {
+                        i += 1;
+                    }
+                }
             }
         }
     }

@@ -567,6 +567,8 @@ async fn rebalance(
                     added += 1;
                 }
             }
+            let published = r.emitted.len();
+            monitor.extend_emitted(r.emitted);
             let checkpoints = r.checkpoints.len();
             for c in r.checkpoints {
                 monitor.add_checkpoint(c);
@@ -575,6 +577,7 @@ async fn rebalance(
                 triggers,
                 baselines = added,
                 checkpoints,
+                published,
                 "state of the assigned partitions restored"
             );
         }

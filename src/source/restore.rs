@@ -1,8 +1,8 @@
 //! What earlier owners of a partition made durable in Kafka, read back when partitions are
 //! assigned: baselines bootstrapped from live traffic (the compacted state topic, keyed by
-//! group, model and version) and the triggers already emitted (the trigger topic), so that an
-//! instance taking a partition over neither bootstraps a new baseline from drifted traffic nor
-//! emits a trigger a second time.
+//! group, model and version), policy checkpoints, and the triggers, alerts and verdicts already
+//! published (their topics), so that an instance taking a partition over neither bootstraps a
+//! new baseline from drifted traffic nor publishes an output a second time.
 
 use std::time::Duration;
 
@@ -36,6 +36,9 @@ pub struct Restored {
     pub baselines: Vec<StateBaseline>,
     /// The newest policy checkpoint of each model.
     pub checkpoints: Vec<PolicyCheckpoint>,
+    /// Alerts and verdicts already published ([`crate::monitor::emitted_key`]): an instance
+    /// that evaluates again the windows after the last checkpoint does not publish them twice.
+    pub emitted: std::collections::HashSet<String>,
 }
 
 /// A bootstrapped baseline as the state topic holds it.
@@ -69,6 +72,17 @@ pub fn read(cfg: &Config) -> anyhow::Result<Restored> {
             ledger.record_json(&v);
         }
     })?;
+    let mut emitted = std::collections::HashSet::new();
+    for topic in [&cfg.topics.alerts, &cfg.topics.verdicts] {
+        read_topic_to_end(cfg, topic, |_, v| {
+            if let Some(key) = serde_json::from_slice::<serde_json::Value>(v)
+                .ok()
+                .and_then(|v| crate::monitor::emitted_key_json(&v))
+            {
+                emitted.insert(key);
+            }
+        })?;
+    }
     let baseline_prefix = format!("baseline/{}/", cfg.kafka.group_id);
     let policy_prefix = format!("policy/{}/", cfg.kafka.group_id);
     let mut profiles: std::collections::BTreeMap<String, StateBaseline> = Default::default();
@@ -99,6 +113,7 @@ pub fn read(cfg: &Config) -> anyhow::Result<Restored> {
         ledger,
         baselines: profiles.into_values().collect(),
         checkpoints: checkpoints.into_values().collect(),
+        emitted,
     })
 }
 

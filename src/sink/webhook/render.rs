@@ -150,7 +150,7 @@ pub fn reasons(output: &Output) -> Vec<String> {
         .collect()
 }
 
-/// One trigger reason as text, e.g. `data_drift: wasserstein of f0 = 1.1275 (threshold 0.1)`.
+/// One trigger reason as text, e.g. `data_drift: ks of f0 = 2.1e-41 (threshold 4.63e-9)`.
 pub fn reason_text(r: &TriggerReason) -> String {
     breach(
         r.kind.as_str(),
@@ -185,6 +185,13 @@ fn check_text(c: &CanaryCheck) -> String {
 fn number(v: f64) -> String {
     if !v.is_finite() {
         return v.to_string();
+    }
+    if v != 0.0 && v.abs() < 1e-3 {
+        // p-values and the levels they are held to: 4.6e-9, not 0.
+        let s = format!("{v:.3e}");
+        let (mantissa, exponent) = s.split_once('e').unwrap_or((&s, "0"));
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        return format!("{mantissa}e{exponent}");
     }
     let s = format!("{v:.4}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -240,7 +247,9 @@ mod tests {
         assert_eq!(number(0.1), "0.1");
         assert_eq!(number(1.127511421508465), "1.1275");
         assert_eq!(number(2000.0), "2000");
-        assert_eq!(number(-0.00001), "0");
+        assert_eq!(number(-0.00001), "-1e-5");
+        assert_eq!(number(4.6296e-9), "4.63e-9");
+        assert_eq!(number(0.0), "0");
         assert_eq!(number(f64::INFINITY), "inf");
     }
 
