@@ -18,6 +18,7 @@ use crate::stats::drift::{
     dataset_drift, evaluate_categorical, evaluate_numeric, numeric_as_categorical, DatasetDrift,
     DriftMethod, FeatureDrift, MethodOverride,
 };
+use crate::stats::ks::{ks_pvalue_asymp, KsMethod};
 use crate::stats::latency::{LatencyReport, LatencySummary, REPORT_QUANTILES};
 use crate::stats::numeric::numeric_drift_with;
 use crate::stats::quality::{BinarySummary, RegressionSums};
@@ -131,7 +132,19 @@ fn feature_drift(
             }
             let few_values = prof.n_distinct() <= FEW_DISTINCT;
             let (d, v) = if calibrated {
-                (numeric_drift_with(prof, p, !few_values), None)
+                // The exact KS p-value (up to milliseconds a feature) only where it can decide:
+                // under the effect gate the cheap asymptotic one is reported.
+                let mut d = numeric_drift_with(prof, p, false);
+                if !few_values {
+                    if d.ks.statistic >= cfg.drift.min_effect {
+                        d = numeric_drift_with(prof, p, true);
+                    } else {
+                        d.ks.pvalue = ks_pvalue_asymp(d.ks.statistic, d.n_reference, d.n_current);
+                        d.ks.pvalue_asymp = d.ks.pvalue;
+                        d.ks.method = KsMethod::Asymp;
+                    }
+                }
+                (d, None)
             } else {
                 let (d, v) = evaluate_numeric(prof, p, &ov);
                 (d, Some(v))
@@ -166,6 +179,7 @@ fn feature_drift(
             };
             if v.method == DriftMethod::Ks {
                 ev["ks_pvalue"] = finite(d.ks.pvalue);
+                ev["ks_pvalue_method"] = serde_json::json!(d.ks.method.as_str());
             }
             Some((v, ev))
         }
