@@ -162,7 +162,10 @@ fn feature_drift(
                 "current_bin_counts": d.current_bin_counts,
             });
             let v = match v {
-                Some(v) => v,
+                Some(v) => FeatureDrift {
+                    effect: d.ks.statistic,
+                    ..v
+                },
                 None if few_values => {
                     let c = numeric_as_categorical(prof, p);
                     calibrated_counts(cfg, tests, &c.reference_counts, &c.current_counts, &mut ev)
@@ -204,7 +207,10 @@ fn feature_drift(
                 "current_counts": d.current_counts,
             });
             let v = match v {
-                Some(v) => v,
+                Some(v) => FeatureDrift {
+                    effect: total_variation(&d.reference_counts, &d.current_counts),
+                    ..v
+                },
                 None => {
                     calibrated_counts(cfg, tests, &d.reference_counts, &d.current_counts, &mut ev)
                 }
@@ -250,6 +256,7 @@ impl CalibratedTest {
             score: self.pvalue,
             threshold: alpha,
             drifted,
+            effect: self.effect,
         }
     }
 }
@@ -778,6 +785,11 @@ pub fn export(t: &crate::telemetry::Telemetry, ev: &Evaluation) {
         t.drift_detected
             .with_label_values(&[m, v, name])
             .set(if d.drifted { 1.0 } else { 0.0 });
+        if d.effect.is_finite() {
+            t.drift_effect
+                .with_label_values(&[m, v, name])
+                .set(d.effect);
+        }
     }
     if let Some(ds) = &ev.dataset {
         t.dataset_drift_share
@@ -813,6 +825,12 @@ pub fn export(t: &crate::telemetry::Telemetry, ev: &Evaluation) {
                 t.drift_score
                     .with_label_values(&[m, v, feat, &f.metric])
                     .set(f.value);
+                let effect = f.evidence["decision"]["effect_value"]
+                    .as_f64()
+                    .or_else(|| f.evidence["ks_statistic"].as_f64());
+                if let Some(e) = effect {
+                    t.drift_effect.with_label_values(&[m, v, feat]).set(e);
+                }
             }
             AlertKind::ConceptDrift if f.breached => {
                 t.concept_detections

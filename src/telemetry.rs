@@ -93,6 +93,9 @@ pub struct Telemetry {
     pub drift_score: GaugeVec,
     /// 1 when the feature drifted in the last window.
     pub drift_detected: GaugeVec,
+    /// Size of a feature's (or prediction's) shift in the last window, in [0, 1]: KS distance
+    /// or total variation distance.
+    pub drift_effect: GaugeVec,
     /// Share of drifted features.
     pub dataset_drift_share: GaugeVec,
     /// Latency quantiles in seconds.
@@ -246,6 +249,13 @@ impl Telemetry {
             "Drift statistic of a feature (or prediction) in the last window",
             &["model_id", "model_version", "feature", "method"],
         );
+        let drift_effect = gauge(
+            &r,
+            "driftwatch_feature_drift_effect",
+            "Size of the shift of a feature (or prediction) in the last window, 0 to 1: the KS \
+             distance (numerical) or the total variation distance of the shares (categorical)",
+            &["model_id", "model_version", "feature"],
+        );
         let drift_detected = gauge(
             &r,
             "driftwatch_feature_drift_detected",
@@ -332,6 +342,7 @@ impl Telemetry {
             watermark,
             drift_score,
             drift_detected,
+            drift_effect,
             dataset_drift_share,
             latency,
             quality,
@@ -410,6 +421,7 @@ impl Telemetry {
             &self.watermark,
             &self.drift_score,
             &self.drift_detected,
+            &self.drift_effect,
             &self.dataset_drift_share,
             &self.latency,
             &self.quality,

@@ -40,19 +40,20 @@ fn prometheus_reads_drift_metric() {
         sent as f64,
         Duration::from_secs(90),
     );
-    // The last evaluated window is full of drifted events: the monitor's own /metrics says so.
+    // The last evaluated window is full of drifted events: the monitor's own /metrics says so
+    // (the effect: the KS distance, in [0, 1]).
     let labels = [("feature", drifted)];
     let local = dw.wait_metric_at_least(
-        "driftwatch_feature_drift_score",
+        "driftwatch_feature_drift_effect",
         &labels,
         0.1,
         Duration::from_secs(30),
     );
 
     let prometheus = Prometheus::start(dw.http);
-    let expr = format!("driftwatch_feature_drift_score{{feature=\"{drifted}\"}}");
+    let expr = format!("driftwatch_feature_drift_effect{{feature=\"{drifted}\"}}");
     let (series, value) = wait_for(
-        "Prometheus to return the drift score of the drifted feature",
+        "Prometheus to return the drift effect of the drifted feature",
         Duration::from_secs(30),
         Duration::from_millis(500),
         || {
@@ -64,14 +65,17 @@ fn prometheus_reads_drift_metric() {
     );
     assert_eq!(series["metric"]["feature"], drifted, "{series}");
     assert!(
-        series["metric"]["model_id"].is_string() && series["metric"]["method"].is_string(),
-        "labels model_id and method: {series}"
+        series["metric"]["model_id"].is_string() && series["metric"]["model_version"].is_string(),
+        "labels model_id and model_version: {series}"
     );
     assert!(
         value >= 0.1,
-        "drift score of {drifted} as Prometheus sees it: {value} (monitor: {local})"
+        "drift effect of {drifted} as Prometheus sees it: {value} (monitor: {local})"
     );
-    let now = dw.metrics().sum("driftwatch_feature_drift_score", &labels);
+    // The test's own score: a p-value under the level it was held to.
+    let p = dw.metrics().sum("driftwatch_feature_drift_score", &labels);
+    assert!(p < 1e-6, "p-value of {drifted}: {p}");
+    let now = dw.metrics().sum("driftwatch_feature_drift_effect", &labels);
     assert!(
         (value - now).abs() < 1e-9,
         "Prometheus has {value}, driftwatch exposes {now}"

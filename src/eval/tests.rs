@@ -34,6 +34,7 @@ fn drift(drifted: bool) -> FeatureDrift {
         score: if drifted { 0.3 } else { 0.01 },
         threshold: 0.1,
         drifted,
+        effect: if drifted { 0.3 } else { 0.01 },
     }
 }
 

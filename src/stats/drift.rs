@@ -104,6 +104,15 @@ pub struct FeatureDrift {
     pub threshold: f64,
     /// Whether drift was detected.
     pub drifted: bool,
+    /// Size of the shift, in [0, 1]: the KS distance (numerical features) or the total
+    /// variation distance between the shares (categorical ones, and numerical ones compared as
+    /// categories); NaN where not computed.
+    #[serde(default = "nan")]
+    pub effect: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 /// Evidently's default method: `n_reference` reference rows, `n_distinct` distinct reference
@@ -173,6 +182,7 @@ pub fn categorical_feature_drift(c: &CategoricalDrift, ov: &MethodOverride) -> F
         score,
         threshold,
         drifted: m.decide(score, threshold),
+        effect: f64::NAN,
     }
 }
 
@@ -232,6 +242,7 @@ pub fn numeric_feature_drift(
                 score: s,
                 threshold: t2,
                 drifted: m2.decide(s, t2),
+                effect: f64::NAN,
             };
         }
     };
@@ -240,6 +251,7 @@ pub fn numeric_feature_drift(
         score,
         threshold: t,
         drifted: m.decide(score, t),
+        effect: f64::NAN,
     }
 }
 
@@ -344,6 +356,7 @@ mod tests {
             score: 0.0,
             threshold: 0.1,
             drifted: d,
+            effect: f64::NAN,
         };
         let r = dataset_drift(&[f(true), f(false)], DEFAULT_DRIFT_SHARE);
         assert!(r.drifted);
