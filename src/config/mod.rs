@@ -437,11 +437,19 @@ impl WindowConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LimitsConfig {
-    /// Distinct model ids tracked; events of further models are counted and dropped.
+    /// Models monitored at once: models with a baseline (bootstrapped or configured). A model
+    /// takes a slot only once it has one; while the slots are all taken, events of further
+    /// models are counted (`driftwatch_limit_hits_total{limit="models"}`) and dropped.
     pub max_models: usize,
-    /// Versions tracked per model.
+    /// Models still collecting the events of their first baseline. Beyond it, a new model
+    /// evicts the least recently active of them, so one-off model ids cannot keep a real model
+    /// from bootstrapping.
+    pub max_bootstrapping_models: usize,
+    /// Versions tracked per model; a new version beyond it evicts the model's least recently
+    /// active version.
     pub max_versions_per_model: usize,
-    /// Features tracked per model version.
+    /// Features profiled per model version. While the baseline is collected, a new feature
+    /// beyond it replaces the feature seen in the fewest events so far.
     pub max_features: usize,
     /// Categories kept per categorical feature; the rest count as `__other__`.
     pub max_categories: usize,
@@ -454,12 +462,22 @@ pub struct LimitsConfig {
     pub join_ttl: Duration,
     /// Larger messages are dead-lettered as `oversize`.
     pub max_event_bytes: usize,
+    /// A version without predictions for this long in event time (behind the most advanced
+    /// model's watermark) is evicted, unless it is its model's most recently active one. At
+    /// least `window.length`, so that its last windows were evaluated.
+    #[serde(with = "humantime_serde")]
+    pub version_idle: Duration,
+    /// A model without predictions for this long in event time is evicted with its versions.
+    /// At least `limits.version_idle`.
+    #[serde(with = "humantime_serde")]
+    pub model_idle: Duration,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            max_models: 64,
+            max_models: 1000,
+            max_bootstrapping_models: 32,
             max_versions_per_model: 4,
             max_features: 256,
             max_categories: 256,
@@ -467,6 +485,8 @@ impl Default for LimitsConfig {
             max_pending_joins: 200_000,
             join_ttl: Duration::from_secs(3600),
             max_event_bytes: 1 << 20,
+            version_idle: Duration::from_secs(3600),
+            model_idle: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -817,6 +837,10 @@ impl Config {
         for (name, v) in [
             ("http.max_connections", self.http.max_connections),
             ("limits.max_models", l.max_models),
+            (
+                "limits.max_bootstrapping_models",
+                l.max_bootstrapping_models,
+            ),
             ("limits.max_versions_per_model", l.max_versions_per_model),
             ("limits.max_features", l.max_features),
             ("limits.max_categories", l.max_categories),
@@ -827,6 +851,16 @@ impl Config {
             if v == 0 {
                 p.push(format!("{name} must be positive"));
             }
+        }
+        if l.version_idle < self.window.length {
+            p.push(format!(
+                "limits.version_idle ({}) must be at least window.length ({}): an idle version's last windows are evaluated before it is evicted",
+                humantime::format_duration(l.version_idle),
+                humantime::format_duration(self.window.length)
+            ));
+        }
+        if l.model_idle < l.version_idle {
+            p.push("limits.model_idle must be at least limits.version_idle".into());
         }
         if self.baseline.bootstrap_events < 10 {
             p.push("baseline.bootstrap_events must be at least 10".into());
