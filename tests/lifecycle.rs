@@ -113,16 +113,17 @@ fn junk_model_ids_and_feature_names_before_the_stream_leave_the_real_model_monit
     let drift_start = time_of(&g, g.drift_at.unwrap());
 
     let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
-    // 100 one-off model ids, then one event of the real model with 300 one-off feature names.
+    // 100 one-off model ids a minute before the stream, then one event of the real model with
+    // 300 one-off feature names.
     let junk_features: serde_json::Map<String, Value> = (0..300)
         .map(|i| (format!("junk{i}"), Value::from(i)))
         .collect();
-    let event = |id: String, model: String, features: serde_json::Map<String, Value>| {
+    let event = |id: String, model: String, ms: i64, features: serde_json::Map<String, Value>| {
         serde_json::json!({
             "event_id": id,
             "model_id": model,
             "model_version": "v1",
-            "timestamp": driftwatch::event::format_rfc3339_ms(T0),
+            "timestamp": driftwatch::event::format_rfc3339_ms(ms),
             "features": features,
             "prediction": {"score": 0.5, "label": 0},
         })
@@ -132,14 +133,24 @@ fn junk_model_ids_and_feature_names_before_the_stream_leave_the_real_model_monit
         writeln!(
             f,
             "{}",
-            event(format!("junk-{i}"), format!("junk-model-{i}"), features)
+            event(
+                format!("junk-{i}"),
+                format!("junk-model-{i}"),
+                T0 - 60_000,
+                features
+            )
         )
         .unwrap();
     }
     writeln!(
         f,
         "{}",
-        event("junk-features".into(), "model-0".into(), junk_features)
+        event(
+            "junk-features".into(),
+            "model-0".into(),
+            T0 - 30_000,
+            junk_features
+        )
     )
     .unwrap();
     write_version(&mut f, &g, "v1", "");
@@ -147,8 +158,9 @@ fn junk_model_ids_and_feature_names_before_the_stream_leave_the_real_model_monit
     drop(f);
 
     let mut cfg = replay_config(60, 10, 8000, &dir.path().join("snapshots"));
-    // As few model slots as the junk could exhaust on its own.
+    // Fewer slots than junk ids, bootstrapping or not.
     cfg.limits.max_models = 64;
+    cfg.limits.max_bootstrapping_models = 32;
     let (bootstrapping, features) = (
         cfg.limits.max_bootstrapping_models as u64,
         cfg.limits.max_features,
@@ -170,11 +182,17 @@ fn junk_model_ids_and_feature_names_before_the_stream_leave_the_real_model_monit
         profiled.iter().all(|f| !f.starts_with("junk")),
         "{profiled:?}"
     );
-    // Junk models beyond the bootstrapping slots gave way to newer ones, and the last to the
-    // real model; the 300 names went over `max_features` and gave way to the real features.
+    // The junk took every bootstrapping slot, the rest of it was refused, and the real model
+    // took the slot of one junk model idle for a slide; the 300 names went over `max_features`
+    // and gave way to the real features.
     assert_eq!(
         stats.evictions.get(&("model", "capacity")),
-        Some(&(100 - bootstrapping + 1)),
+        Some(&1),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.limits_hit.get("bootstrapping_models"),
+        Some(&(100 - bootstrapping)),
         "{stats:?}"
     );
     let cut_features = stats.limits_hit.get("features").copied().unwrap_or(0);

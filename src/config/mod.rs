@@ -442,8 +442,8 @@ pub struct LimitsConfig {
     /// models are counted (`driftwatch_limit_hits_total{limit="models"}`) and dropped.
     pub max_models: usize,
     /// Models still collecting the events of their first baseline. Beyond it, a new model
-    /// evicts the least recently active of them, so one-off model ids cannot keep a real model
-    /// from bootstrapping.
+    /// evicts the one with the fewest events so far (the least recently active of those), so
+    /// one-off model ids cannot keep a real model from bootstrapping.
     pub max_bootstrapping_models: usize,
     /// Versions tracked per model; a new version beyond it evicts the model's least recently
     /// active version.
@@ -477,7 +477,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_models: 1000,
-            max_bootstrapping_models: 32,
+            max_bootstrapping_models: 256,
             max_versions_per_model: 4,
             max_features: 256,
             max_categories: 256,

@@ -872,7 +872,7 @@ impl Monitor {
         origin: Origin,
         from_waiting: bool,
     ) -> (&'static str, Option<i64>) {
-        let Some(mi) = self.model_slot(&e.model_id) else {
+        let Some(mi) = self.model_slot(&e.model_id, e.timestamp_ms) else {
             return ("limit", None);
         };
         let version = e
@@ -1129,7 +1129,9 @@ impl Monitor {
         record_late_features(v, p.ts, &e.features, &mut self.counts)
     }
 
-    fn model_slot(&mut self, model_id: &str) -> Option<usize> {
+    /// Index of model `model_id`, created for an event at `ts` when new and there is room
+    /// (see `limits.max_models` and `limits.max_bootstrapping_models`).
+    fn model_slot(&mut self, model_id: &str, ts: i64) -> Option<usize> {
         if self
             .models
             .get(self.last_model)
@@ -1151,21 +1153,30 @@ impl Monitor {
             return None;
         }
         // A model holds a `max_models` slot once it has a baseline; until then it is one of
-        // at most `max_bootstrapping_models`, the least recently active giving way.
-        let bootstrapping = self
-            .models
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| Some((i, m.as_ref()?)))
-            .filter(|(_, m)| !m.established());
-        let (count, oldest) = bootstrapping.fold((0, None), |(n, old), (i, m)| {
-            let key = (m.last_ts(), i);
-            (n + 1, Some(old.map_or(key, |o: (i64, usize)| o.min(key))))
-        });
-        if count >= limits.max_bootstrapping_models {
-            if let Some((_, victim)) = oldest {
-                self.evict_model(victim, EvictionReason::Capacity);
+        // at most `max_bootstrapping_models`. When they are all taken, one that has sent
+        // nothing for a slide of event time gives way (the one with the fewest events, then the
+        // least recently active): one-off ids make room for the next, while models that keep
+        // sending go on collecting, so a fleet larger than the bound bootstraps a batch at a
+        // time instead of evicting each other.
+        let idle_before = ts.saturating_sub(self.slide_ms);
+        let (mut count, mut weakest) = (0, None::<(u64, i64, usize)>);
+        for (i, m) in self.models.iter().enumerate() {
+            let Some(m) = m.as_ref().filter(|m| !m.established()) else {
+                continue;
+            };
+            count += 1;
+            let key = (m.bootstrap_events(), m.last_ts(), i);
+            if key.1 <= idle_before && weakest.is_none_or(|w| key < w) {
+                weakest = Some(key);
             }
+        }
+        if count >= limits.max_bootstrapping_models {
+            let Some((_, _, victim)) = weakest else {
+                self.counts
+                    .limit_for("bootstrapping_models", 1, format_args!("{model_id}"));
+                return None;
+            };
+            self.evict_model(victim, EvictionReason::Capacity);
         }
         let model = ModelState {
             model_id: model_id.to_string(),
@@ -1584,6 +1595,27 @@ mod tests {
             committable.iter().all(|(_, o)| *o > last_of_a),
             "{committable:?} (a's last offset {last_of_a})"
         );
+    }
+
+    #[test]
+    fn a_fleet_larger_than_the_bootstrapping_bound_bootstraps_a_batch_at_a_time() {
+        let (mut m, _) = lifecycle_monitor(|c| c.limits.max_bootstrapping_models = 4);
+        let fleet: Vec<Vec<String>> = (0..10)
+            .map(|k| predictions(&format!("m{k}"), "v1", 0, 60))
+            .collect();
+        let mut offset = 0;
+        // Round robin: every model sends one event in turn.
+        for i in 0..fleet[0].len() {
+            for stream in &fleet {
+                feed(&mut m, &mut offset, &stream[i]);
+            }
+        }
+        m.finish(&mut Vec::new());
+        let established = m.models().filter(|m| m.established()).count();
+        assert_eq!(established, 10, "{:?}", m.counts());
+        // Models beyond the bound waited for a slot instead of evicting those collecting.
+        assert!(m.counts().evictions.is_empty(), "{:?}", m.counts());
+        assert!(m.counts().limits_hit["bootstrapping_models"] > 0);
     }
 
     fn sample_above_zero(text: &str, series: &str) -> bool {

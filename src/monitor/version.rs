@@ -133,6 +133,14 @@ impl ModelState {
             .any(|v| matches!(v.phase, Phase::Active(_)))
     }
 
+    /// Predictions its versions have had (waiting for the watermark included).
+    pub(super) fn bootstrap_events(&self) -> u64 {
+        self.versions
+            .iter()
+            .map(|v| v.events + v.waiting.len() as u64)
+            .sum()
+    }
+
     /// Event time of its newest prediction.
     pub(super) fn last_ts(&self) -> i64 {
         self.versions
