@@ -445,8 +445,9 @@ pub struct LimitsConfig {
     /// evicts the one with the fewest events so far (the least recently active of those), so
     /// one-off model ids cannot keep a real model from bootstrapping.
     pub max_bootstrapping_models: usize,
-    /// Versions tracked per model; a new version beyond it evicts the model's least recently
-    /// active version.
+    /// Versions tracked per model. A new version beyond it evicts the model's least recently
+    /// active version if one has sent nothing for a slide of event time; while all are active,
+    /// the new version's events are counted (`limit="versions"`) and dropped.
     pub max_versions_per_model: usize,
     /// Features profiled per model version. While the baseline is collected, a new feature
     /// beyond it replaces the feature seen in the fewest events so far.

@@ -879,18 +879,27 @@ impl Monitor {
             .model_version
             .as_deref()
             .expect("predictions have versions");
-        let (was_established, new_version_replaces) = {
+        let (was_established, full) = {
             let model = self.models[mi].as_ref().expect("live model");
-            let full = model.versions.len() >= self.cfg.limits.max_versions_per_model;
-            let replaces = if full && model.version_index(version).is_none() {
-                model.version_to_replace(self.cfg.baseline.bootstrap_events as u64)
-            } else {
-                None
-            };
-            (model.established(), replaces)
+            let full = model.versions.len() >= self.cfg.limits.max_versions_per_model
+                && model.version_index(version).is_none();
+            (model.established(), full)
         };
-        if let Some(vi) = new_version_replaces {
-            self.evict_version(mi, vi, EvictionReason::Capacity);
+        if full {
+            // A version that sent nothing for a slide of event time makes room; while every
+            // version is active the new one waits, so that versions served side by side do
+            // not evict each other.
+            let model = self.models[mi].as_ref().expect("live model");
+            let settled = self.cfg.baseline.bootstrap_events as u64;
+            let idle_before = e.timestamp_ms.saturating_sub(self.slide_ms);
+            match model.version_to_replace(settled, idle_before) {
+                Some(vi) => self.evict_version(mi, vi, EvictionReason::Capacity),
+                None => {
+                    self.counts
+                        .limit_for("versions", 1, format_args!("{}/{version}", e.model_id));
+                    return ("limit", None);
+                }
+            }
         }
         // A model that gets its baseline with this event takes a `max_models` slot, if one is
         // left (counted before the borrows below).
@@ -1616,6 +1625,30 @@ mod tests {
         // Models beyond the bound waited for a slot instead of evicting those collecting.
         assert!(m.counts().evictions.is_empty(), "{:?}", m.counts());
         assert!(m.counts().limits_hit["bootstrapping_models"] > 0);
+    }
+
+    #[test]
+    fn versions_served_side_by_side_do_not_evict_each_other() {
+        let (mut m, _) = lifecycle_monitor(|c| c.limits.max_versions_per_model = 4);
+        let versions: Vec<Vec<String>> = (1..=5)
+            .map(|k| predictions("a", &format!("v{k}"), 0, 30))
+            .collect();
+        let mut offset = 0;
+        for i in 0..versions[0].len() {
+            for stream in &versions {
+                feed(&mut m, &mut offset, &stream[i]);
+            }
+        }
+        let kept: Vec<&str> = m.models[0]
+            .as_ref()
+            .unwrap()
+            .versions
+            .iter()
+            .map(|v| v.version.as_str())
+            .collect();
+        assert_eq!(kept, ["v1", "v2", "v3", "v4"]);
+        assert!(m.counts().evictions.is_empty(), "{:?}", m.counts());
+        assert_eq!(m.counts().limits_hit["versions"], 30 * 20);
     }
 
     fn sample_above_zero(text: &str, series: &str) -> bool {

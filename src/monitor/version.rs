@@ -150,13 +150,15 @@ impl ModelState {
             .unwrap_or(i64::MIN)
     }
 
-    /// The version a new one replaces when the model has `limits.max_versions_per_model`: the
-    /// least recently active of those that have not yet recorded `settled` predictions (one-off
-    /// version names), else the least recently active.
-    pub(super) fn version_to_replace(&self, settled: u64) -> Option<usize> {
+    /// The version a new one replaces when the model has `limits.max_versions_per_model`: of
+    /// those without predictions since `idle_before`, the least recently active among those
+    /// that have not yet recorded `settled` predictions (one-off version names), else the least
+    /// recently active. `None` when every version is active (the new one waits).
+    pub(super) fn version_to_replace(&self, settled: u64, idle_before: i64) -> Option<usize> {
         self.versions
             .iter()
             .enumerate()
+            .filter(|(_, v)| v.last_ts <= idle_before)
             .min_by_key(|(_, v)| (v.events >= settled, v.last_ts, v.seq))
             .map(|(i, _)| i)
     }
