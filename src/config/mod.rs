@@ -426,6 +426,16 @@ impl Default for WindowConfig {
     }
 }
 
+impl LimitsConfig {
+    /// Event time without predictions after which a version and a model are evicted:
+    /// `version_idle` and `model_idle`, raised to `window.length` (and the model's to the
+    /// version's) so that nothing is evicted before its last windows were evaluated.
+    pub fn idle_times(&self, window: &WindowConfig) -> (Duration, Duration) {
+        let version = self.version_idle.max(window.length);
+        (version, self.model_idle.max(version))
+    }
+}
+
 impl WindowConfig {
     /// Number of panes in a window (W / S).
     pub fn panes(&self) -> usize {
@@ -464,12 +474,12 @@ pub struct LimitsConfig {
     /// Larger messages are dead-lettered as `oversize`.
     pub max_event_bytes: usize,
     /// A version without predictions for this long in event time (behind the most advanced
-    /// model's watermark) is evicted, unless it is its model's most recently active one. At
-    /// least `window.length`, so that its last windows were evaluated.
+    /// model's watermark) is evicted, unless it is its model's most recently active one. Never
+    /// less than `window.length` is used, so that its last windows were evaluated.
     #[serde(with = "humantime_serde")]
     pub version_idle: Duration,
     /// A model without predictions for this long in event time is evicted with its versions.
-    /// At least `limits.version_idle`.
+    /// Never less than the version idle time is used.
     #[serde(with = "humantime_serde")]
     pub model_idle: Duration,
 }
@@ -853,16 +863,6 @@ impl Config {
                 p.push(format!("{name} must be positive"));
             }
         }
-        if l.version_idle < self.window.length {
-            p.push(format!(
-                "limits.version_idle ({}) must be at least window.length ({}): an idle version's last windows are evaluated before it is evicted",
-                humantime::format_duration(l.version_idle),
-                humantime::format_duration(self.window.length)
-            ));
-        }
-        if l.model_idle < l.version_idle {
-            p.push("limits.model_idle must be at least limits.version_idle".into());
-        }
         if self.baseline.bootstrap_events < 10 {
             p.push("baseline.bootstrap_events must be at least 10".into());
         }
@@ -1077,6 +1077,18 @@ fn validate_policies(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_times_never_evict_before_a_window_was_evaluated() {
+        let mut cfg = Config::default();
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(cfg.limits.idle_times(&cfg.window), (h(1), h(6)));
+        cfg.window.length = h(2);
+        assert_eq!(cfg.limits.idle_times(&cfg.window), (h(2), h(6)));
+        cfg.window.length = h(8);
+        assert_eq!(cfg.limits.idle_times(&cfg.window), (h(8), h(8)));
+        assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -1289,10 +1289,8 @@ impl Monitor {
         }
         self.next_idle_check_ms = now.saturating_add(self.slide_ms);
         let idle = |d: std::time::Duration| now.saturating_sub(d.as_millis() as i64);
-        let (versions_before, models_before) = (
-            idle(self.cfg.limits.version_idle),
-            idle(self.cfg.limits.model_idle),
-        );
+        let (version_idle, model_idle) = self.cfg.limits.idle_times(&self.cfg.window);
+        let (versions_before, models_before) = (idle(version_idle), idle(model_idle));
         for mi in 0..self.models.len() {
             let Some(m) = self.models[mi].as_ref() else {
                 continue;
