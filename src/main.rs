@@ -334,7 +334,7 @@ fn run_command(cmd: Command) -> anyhow::Result<ExitCode> {
             let stats = driftwatch::replay::replay(cfg, &args.input, out, dead)?;
             eprintln!(
                 "replayed {} lines: {} alerts, {} triggers, {} verdicts, {} dead letters; \
-                 {} late events, {} labels joined, {} join misses",
+                 {} late events, {} labels joined, {} join misses; {}",
                 stats.lines,
                 stats.alerts,
                 stats.triggers,
@@ -342,7 +342,8 @@ fn run_command(cmd: Command) -> anyhow::Result<ExitCode> {
                 stats.dead_letters,
                 stats.late,
                 stats.labels_joined,
-                stats.join_misses
+                stats.join_misses,
+                stats.cut()
             );
             Ok(ExitCode::SUCCESS)
         }

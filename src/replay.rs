@@ -2,6 +2,7 @@
 //! event time. Outputs are stamped with event time, so a replay is reproducible and shows exactly
 //! what the live service would have emitted.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -36,6 +37,41 @@ pub struct ReplayStats {
     pub join_misses: u64,
     /// Labels joined to their prediction.
     pub labels_joined: u64,
+    /// Limit name → events or values not tracked because of it
+    /// (`driftwatch_limit_hits_total{limit}`).
+    pub limits_hit: BTreeMap<&'static str, u64>,
+    /// (what, reason) → models or versions evicted (`driftwatch_evictions_total{what,reason}`).
+    pub evictions: BTreeMap<(&'static str, &'static str), u64>,
+}
+
+impl ReplayStats {
+    /// What was cut, for the summary line: `limits hit: models 100, features 44; evicted: 2
+    /// versions (capacity)`, or `no limit hit, nothing evicted`.
+    pub fn cut(&self) -> String {
+        let limits: Vec<String> = self
+            .limits_hit
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        let evictions: Vec<String> = self
+            .evictions
+            .iter()
+            .map(|((what, reason), n)| {
+                let s = if *n == 1 { "" } else { "s" };
+                format!("{n} {what}{s} ({reason})")
+            })
+            .collect();
+        match (limits.is_empty(), evictions.is_empty()) {
+            (true, true) => "no limit hit, nothing evicted".into(),
+            (false, true) => format!("limits hit: {}", limits.join(", ")),
+            (true, false) => format!("evicted: {}", evictions.join(", ")),
+            (false, false) => format!(
+                "limits hit: {}; evicted: {}",
+                limits.join(", "),
+                evictions.join(", ")
+            ),
+        }
+    }
 }
 
 /// Bytes of whole lines handed to the decoding thread at a time.
@@ -166,6 +202,8 @@ fn replay_in_chunks<W: Write, D: Write>(
     let counts = monitor.counts();
     stats.late = counts.late;
     stats.join_misses = counts.join_misses;
+    stats.limits_hit = counts.limits_hit.clone();
+    stats.evictions = counts.evictions.clone();
     stats.labels_joined = counts
         .events
         .iter()

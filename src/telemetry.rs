@@ -34,6 +34,60 @@ pub struct Counts {
     pub join_misses: u64,
     /// Pending joins evicted by TTL or capacity.
     pub join_expired: u64,
+    /// (what: `model` or `version`, reason: `idle` or `capacity`) → evictions.
+    pub evictions: std::collections::BTreeMap<(&'static str, &'static str), u64>,
+    /// Hashes of the (limit, key) pairs already logged, kept across flushes.
+    logged: LimitLog,
+}
+
+/// Which (limit, key) pairs were logged already: each is logged once, the first time it bites.
+#[derive(Debug, Default, Clone)]
+struct LimitLog {
+    seen: std::collections::HashSet<u64>,
+    /// The log of further keys was cut (said once).
+    full: bool,
+}
+
+/// Distinct (limit, key) pairs logged at most; beyond them hits are only counted.
+const MAX_LOGGED_LIMIT_KEYS: usize = 10_000;
+
+/// What an eviction removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evicted {
+    /// A model with all its versions.
+    Model,
+    /// One version of a model.
+    Version,
+}
+
+impl Evicted {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Evicted::Model => "model",
+            Evicted::Version => "version",
+        }
+    }
+}
+
+/// Why something was evicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictionReason {
+    /// No predictions for `limits.version_idle` / `limits.model_idle` of event time.
+    Idle,
+    /// A newcomer needed its slot (`limits.max_versions_per_model`,
+    /// `limits.max_bootstrapping_models`, or `limits.max_models` reached when it bootstrapped).
+    Capacity,
+}
+
+impl EvictionReason {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionReason::Idle => "idle",
+            EvictionReason::Capacity => "capacity",
+        }
+    }
 }
 
 impl Counts {
@@ -58,6 +112,59 @@ impl Counts {
     pub fn limit(&mut self, name: &'static str) {
         *self.limits_hit.entry(name).or_insert(0) += 1;
     }
+
+    /// Counts `n` hits of limit `name` for `key` (a model, a model version, an attribute), and
+    /// logs it the first time it bites for that key (up to 10,000 keys; beyond them, once that
+    /// further keys are not logged).
+    #[cold]
+    pub fn limit_for(&mut self, name: &'static str, n: u64, key: std::fmt::Arguments<'_>) {
+        use std::hash::{Hash, Hasher};
+        *self.limits_hit.entry(name).or_insert(0) += n;
+        let log = &mut self.logged;
+        if log.full {
+            return;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        name.hash(&mut h);
+        std::fmt::write(&mut HashWriter(&mut h), key).expect("hashing cannot fail");
+        if !log.seen.insert(h.finish()) {
+            return;
+        }
+        if log.seen.len() > MAX_LOGGED_LIMIT_KEYS {
+            log.full = true;
+            tracing::warn!(
+                limit = name,
+                "limit hits of further keys are counted (driftwatch_limit_hits_total) but not logged"
+            );
+            return;
+        }
+        tracing::warn!(limit = name, key = %key, "limit reached: events or values not tracked");
+    }
+
+    /// Counts and logs one eviction of `key` (model, or model and version).
+    #[cold]
+    pub fn evicted(&mut self, what: Evicted, reason: EvictionReason, key: std::fmt::Arguments<'_>) {
+        *self
+            .evictions
+            .entry((what.as_str(), reason.as_str()))
+            .or_insert(0) += 1;
+        tracing::info!(
+            what = what.as_str(),
+            reason = reason.as_str(),
+            key = %key,
+            "evicted"
+        );
+    }
+}
+
+/// Feeds formatted text to a hasher without allocating it.
+struct HashWriter<'a, H>(&'a mut H);
+
+impl<H: std::hash::Hasher> std::fmt::Write for HashWriter<'_, H> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.write(s.as_bytes());
+        Ok(())
+    }
 }
 
 /// All metric handles.
@@ -67,6 +174,7 @@ pub struct Telemetry {
     events: IntCounterVec,
     dead_letters: IntCounterVec,
     limits_hit: IntCounterVec,
+    evictions: IntCounterVec,
     late: IntCounter,
     join_misses: IntCounter,
     join_expired: IntCounter,
@@ -164,6 +272,17 @@ impl Telemetry {
             "Times a configured limit bit (events or values not tracked)",
             &["limit"],
         );
+        let evictions = counter(
+            &r,
+            "driftwatch_evictions_total",
+            "Models and versions no longer monitored, by what (model, version) and reason (idle, capacity)",
+            &["what", "reason"],
+        );
+        for what in [Evicted::Model, Evicted::Version] {
+            for reason in [EvictionReason::Idle, EvictionReason::Capacity] {
+                evictions.with_label_values(&[what.as_str(), reason.as_str()]);
+            }
+        }
         let late = plain_counter(
             &r,
             "driftwatch_late_events_total",
@@ -328,6 +447,7 @@ impl Telemetry {
             events,
             dead_letters,
             limits_hit,
+            evictions,
             late,
             join_misses,
             join_expired,
@@ -448,6 +568,9 @@ impl Telemetry {
         }
         for (limit, n) in std::mem::take(&mut c.limits_hit) {
             self.limits_hit.with_label_values(&[limit]).inc_by(n);
+        }
+        for ((what, reason), n) in std::mem::take(&mut c.evictions) {
+            self.evictions.with_label_values(&[what, reason]).inc_by(n);
         }
         self.late.inc_by(std::mem::take(&mut c.late));
         self.join_misses.inc_by(std::mem::take(&mut c.join_misses));

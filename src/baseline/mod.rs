@@ -190,6 +190,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_row_of_one_off_names_does_not_crowd_out_the_features_every_row_carries() {
+        let mut b = ProfileBuilder::new("m", Some("v1"), "test", BuildLimits::default());
+        for i in 0..300 {
+            b.push_feature(&format!("junk{i}"), &FeatureValue::Number(f64::from(i)));
+        }
+        b.end_row();
+        let real: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
+        for row in 0..200 {
+            for (i, name) in real.iter().enumerate() {
+                b.push_feature(name, &FeatureValue::Number(f64::from(row * i as i32 % 13)));
+            }
+            b.end_row();
+        }
+        // 44 names found every slot taken by the same row; 10 replaced one-off names.
+        assert_eq!(b.dropped_features(), 44 + 10);
+        let p = b.finish().unwrap();
+        let names: Vec<&str> = p.features.iter().map(|f| f.name.as_str()).collect();
+        // The 246 one-off names left appeared in one row of 201: too rare to profile.
+        let mut sorted = names.clone();
+        sorted.sort();
+        let mut want: Vec<&str> = real.iter().map(String::as_str).collect();
+        want.sort();
+        assert_eq!(sorted, want);
+        assert!(
+            p.features.iter().all(|f| f.missing_share < 0.01),
+            "{names:?}"
+        );
+    }
+
+    #[test]
     fn a_saved_profile_loads_back_with_the_same_hash() {
         let mut b = ProfileBuilder::new("m", Some("v1"), "test", BuildLimits::default());
         for i in 0..500 {
@@ -219,7 +249,10 @@ mod tests {
 /// Limits applied while building.
 #[derive(Debug, Clone, Copy)]
 pub struct BuildLimits {
-    /// Features kept; later ones are ignored (and counted).
+    /// Features kept. A new feature beyond it replaces the one that appeared in the fewest rows
+    /// so far (not one of the current row), or is ignored when every kept feature is in the
+    /// current row; either way counted in [`ProfileBuilder::dropped_features`]. So a few rows
+    /// with many one-off names cannot crowd out the features every row carries.
     pub max_features: usize,
     /// Categories kept per categorical feature; the rest become `__other__`.
     pub max_categories: usize,
@@ -239,7 +272,15 @@ struct Column {
     numbers: Vec<f64>,
     texts: Vec<String>,
     missing: u64,
+    /// Rows in which the feature appeared (with any value, null included).
+    rows_seen: u64,
+    /// The row it last appeared in, counting from 1.
+    last_row: u64,
 }
+
+/// A feature that appeared in fewer than one row in this many is left out of the profile: too
+/// few values to be a reference, and typically a one-off name.
+const MIN_PRESENCE_RATIO: u64 = 100;
 
 impl Column {
     fn push(&mut self, v: &FeatureValue<'_>) {
@@ -334,32 +375,55 @@ impl ProfileBuilder {
         self.rows
     }
 
-    /// Features beyond `max_features` that were ignored.
+    /// Feature names beyond `max_features` that were ignored or replaced (see
+    /// [`BuildLimits::max_features`]).
     pub fn dropped_features(&self) -> u64 {
         self.dropped_features
     }
 
     /// Adds one value of feature `name` for the current row.
     pub fn push_feature(&mut self, name: &str, v: &FeatureValue<'_>) {
+        let row = self.rows + 1;
         let i = match self.index.get(name) {
             Some(&i) => i,
             None => {
-                if self.columns.len() >= self.limits.max_features {
-                    self.dropped_features += 1;
-                    return;
-                }
-                let i = self.columns.len();
-                self.index.insert(name.to_string(), i);
-                self.names.push(name.to_string());
                 // Rows before this feature appeared had it missing.
-                self.columns.push(Column {
+                let fresh = Column {
                     missing: self.rows,
                     ..Column::default()
-                });
-                i
+                };
+                if self.columns.len() < self.limits.max_features {
+                    self.index.insert(name.to_string(), self.columns.len());
+                    self.names.push(name.to_string());
+                    self.columns.push(fresh);
+                    self.columns.len() - 1
+                } else {
+                    self.dropped_features += 1;
+                    // The rarest feature so far gives way, unless every one is in this row.
+                    let Some(i) = self
+                        .columns
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| c.last_row != row)
+                        .min_by_key(|(i, c)| (c.rows_seen, *i))
+                        .map(|(i, _)| i)
+                    else {
+                        return;
+                    };
+                    self.index.remove(&self.names[i]);
+                    self.index.insert(name.to_string(), i);
+                    self.names[i] = name.to_string();
+                    self.columns[i] = fresh;
+                    i
+                }
             }
         };
-        self.columns[i].push(v);
+        let c = &mut self.columns[i];
+        if c.last_row != row {
+            c.last_row = row;
+            c.rows_seen += 1;
+        }
+        c.push(v);
     }
 
     /// Adds the prediction part of a row.
@@ -437,6 +501,9 @@ impl ProfileBuilder {
         let limits = self.limits;
         let mut features = Vec::with_capacity(self.columns.len());
         for (name, col) in self.names.into_iter().zip(self.columns) {
+            if col.rows_seen * MIN_PRESENCE_RATIO < rows {
+                continue;
+            }
             if let Some(f) = col.into_profile(name, rows, limits) {
                 features.push(f);
             }

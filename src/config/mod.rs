@@ -426,6 +426,16 @@ impl Default for WindowConfig {
     }
 }
 
+impl LimitsConfig {
+    /// Event time without predictions after which a version and a model are evicted:
+    /// `version_idle` and `model_idle`, raised to `window.length` (and the model's to the
+    /// version's) so that nothing is evicted before its last windows were evaluated.
+    pub fn idle_times(&self, window: &WindowConfig) -> (Duration, Duration) {
+        let version = self.version_idle.max(window.length);
+        (version, self.model_idle.max(version))
+    }
+}
+
 impl WindowConfig {
     /// Number of panes in a window (W / S).
     pub fn panes(&self) -> usize {
@@ -437,11 +447,20 @@ impl WindowConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LimitsConfig {
-    /// Distinct model ids tracked; events of further models are counted and dropped.
+    /// Models monitored at once: models with a baseline (bootstrapped or configured). A model
+    /// takes a slot only once it has one; while the slots are all taken, events of further
+    /// models are counted (`driftwatch_limit_hits_total{limit="models"}`) and dropped.
     pub max_models: usize,
-    /// Versions tracked per model.
+    /// Models still collecting the events of their first baseline. Beyond it, a new model
+    /// evicts the one with the fewest events so far (the least recently active of those), so
+    /// one-off model ids cannot keep a real model from bootstrapping.
+    pub max_bootstrapping_models: usize,
+    /// Versions tracked per model. A new version beyond it evicts the model's least recently
+    /// active version if one has sent nothing for a slide of event time; while all are active,
+    /// the new version's events are counted (`limit="versions"`) and dropped.
     pub max_versions_per_model: usize,
-    /// Features tracked per model version.
+    /// Features profiled per model version. While the baseline is collected, a new feature
+    /// beyond it replaces the feature seen in the fewest events so far.
     pub max_features: usize,
     /// Categories kept per categorical feature; the rest count as `__other__`.
     pub max_categories: usize,
@@ -454,12 +473,22 @@ pub struct LimitsConfig {
     pub join_ttl: Duration,
     /// Larger messages are dead-lettered as `oversize`.
     pub max_event_bytes: usize,
+    /// A version without predictions for this long in event time (behind the most advanced
+    /// model's watermark) is evicted, unless it is its model's most recently active one. Never
+    /// less than `window.length` is used, so that its last windows were evaluated.
+    #[serde(with = "humantime_serde")]
+    pub version_idle: Duration,
+    /// A model without predictions for this long in event time is evicted with its versions.
+    /// Never less than the version idle time is used.
+    #[serde(with = "humantime_serde")]
+    pub model_idle: Duration,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            max_models: 64,
+            max_models: 1000,
+            max_bootstrapping_models: 256,
             max_versions_per_model: 4,
             max_features: 256,
             max_categories: 256,
@@ -467,6 +496,8 @@ impl Default for LimitsConfig {
             max_pending_joins: 200_000,
             join_ttl: Duration::from_secs(3600),
             max_event_bytes: 1 << 20,
+            version_idle: Duration::from_secs(3600),
+            model_idle: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -817,6 +848,10 @@ impl Config {
         for (name, v) in [
             ("http.max_connections", self.http.max_connections),
             ("limits.max_models", l.max_models),
+            (
+                "limits.max_bootstrapping_models",
+                l.max_bootstrapping_models,
+            ),
             ("limits.max_versions_per_model", l.max_versions_per_model),
             ("limits.max_features", l.max_features),
             ("limits.max_categories", l.max_categories),
@@ -1042,6 +1077,18 @@ fn validate_policies(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_times_never_evict_before_a_window_was_evaluated() {
+        let mut cfg = Config::default();
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(cfg.limits.idle_times(&cfg.window), (h(1), h(6)));
+        cfg.window.length = h(2);
+        assert_eq!(cfg.limits.idle_times(&cfg.window), (h(2), h(6)));
+        cfg.window.length = h(8);
+        assert_eq!(cfg.limits.idle_times(&cfg.window), (h(8), h(8)));
+        assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -88,6 +88,8 @@ pub(super) struct VersionState {
     /// Windows ending at or before this were evaluated by an earlier run whose policy state
     /// this version carries on from (restored from a checkpoint): not evaluated again.
     pub(super) skip_through_ms: i64,
+    /// Event time of its newest prediction: how recently it was active.
+    pub(super) last_ts: i64,
 }
 
 /// State of one model: its versions, their canary comparison, and the inputs that feed it.
@@ -114,6 +116,59 @@ impl ModelState {
         if self.feeders.last() != Some(&input) && !self.feeders.contains(&input) {
             self.feeders.push(input);
         }
+    }
+
+    /// Index of a version.
+    pub(super) fn version_index(&self, version: &str) -> Option<usize> {
+        self.versions
+            .iter()
+            .position(|v| same_str(&v.version, version))
+    }
+
+    /// Whether it has a baseline (bootstrapped or configured): only then does it hold one of
+    /// the `limits.max_models` slots.
+    pub(super) fn established(&self) -> bool {
+        self.versions
+            .iter()
+            .any(|v| matches!(v.phase, Phase::Active(_)))
+    }
+
+    /// Predictions its versions have had (waiting for the watermark included).
+    pub(super) fn bootstrap_events(&self) -> u64 {
+        self.versions
+            .iter()
+            .map(|v| v.events + v.waiting.len() as u64)
+            .sum()
+    }
+
+    /// Event time of its newest prediction.
+    pub(super) fn last_ts(&self) -> i64 {
+        self.versions
+            .iter()
+            .map(|v| v.last_ts)
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+
+    /// The version a new one replaces when the model has `limits.max_versions_per_model`: of
+    /// those without predictions since `idle_before`, the least recently active among those
+    /// that have not yet recorded `settled` predictions (one-off version names), else the least
+    /// recently active. `None` when every version is active (the new one waits).
+    pub(super) fn version_to_replace(&self, settled: u64, idle_before: i64) -> Option<usize> {
+        self.versions
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.last_ts <= idle_before)
+            .min_by_key(|(_, v)| (v.events >= settled, v.last_ts, v.seq))
+            .map(|(i, _)| i)
+    }
+
+    /// A version idle since before `idle_before`, other than the most recently active one.
+    pub(super) fn idle_version(&self, idle_before: i64) -> Option<usize> {
+        let newest = self.last_ts();
+        self.versions
+            .iter()
+            .position(|v| v.last_ts < idle_before && v.last_ts < newest)
     }
 
     /// The oldest pane any version still needs, and the bootstrap pins.
@@ -192,6 +247,8 @@ pub(super) fn record_label(
     ("joined", Some(idx))
 }
 
+/// Index of `version` in the model, created when new (the caller makes room first: see
+/// [`ModelState::version_to_replace`]).
 pub(super) fn version_slot(
     model: &mut ModelState,
     version: &str,
@@ -199,18 +256,9 @@ pub(super) fn version_slot(
     baselines: &Baselines,
     seq: &mut u64,
     keep_recent: bool,
-    counts: &mut Counts,
-) -> Option<usize> {
-    if let Some(i) = model
-        .versions
-        .iter()
-        .position(|v| same_str(&v.version, version))
-    {
-        return Some(i);
-    }
-    if model.versions.len() >= cfg.limits.max_versions_per_model {
-        counts.limit("versions");
-        return None;
+) -> usize {
+    if let Some(i) = model.version_index(version) {
+        return i;
     }
     // A configured profile wins; otherwise a new version of a known model shares the profile of
     // the model's first active version (same inputs), and only the first version bootstraps.
@@ -248,6 +296,7 @@ pub(super) fn version_slot(
         waiting: Default::default(),
         evaluated_through_ms: i64::MIN,
         skip_through_ms: i64::MIN,
+        last_ts: i64::MIN,
         // Only a trigger's snapshot reads the recent events: none are kept without snapshots or
         // when the model's triggers are disabled.
         recent: {
@@ -260,7 +309,7 @@ pub(super) fn version_slot(
             crate::sink::snapshot::RecentEvents::new(events, t.snapshot_max_bytes)
         },
     });
-    Some(model.versions.len() - 1)
+    model.versions.len() - 1
 }
 
 /// Start of the first window of a baseline bootstrapped from events up to `ts`: the pane
@@ -331,7 +380,11 @@ pub(super) fn record_prediction(
             Some(i) => i,
             None => {
                 if v.attributes.len() >= MAX_JOIN_ATTRIBUTES {
-                    counts.limit("attributes");
+                    counts.limit_for(
+                        "attributes",
+                        1,
+                        format_args!("{}/{} {attr}", e.model_id, v.version),
+                    );
                     continue;
                 }
                 v.attributes.push(GroupIndex::new(attr));
@@ -354,6 +407,13 @@ pub(super) fn record_prediction(
                     builder,
                     Box::new(ProfileBuilder::new("", None, "", BuildLimits::default())),
                 );
+                if b.dropped_features() > 0 {
+                    counts.limit_for(
+                        "features",
+                        b.dropped_features(),
+                        format_args!("{}/{}", e.model_id, v.version),
+                    );
+                }
                 match b.finish() {
                     Ok(profile) => {
                         let starts_ms = window_start_after(e.timestamp_ms, cfg);

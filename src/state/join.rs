@@ -367,6 +367,26 @@ impl JoinBuffer {
         Some(*p)
     }
 
+    /// Keeps the pending predictions for which `keep` returns true (it may rewrite them, e.g. to
+    /// renumber versions) and forgets the others; returns how many were forgotten. A pass over
+    /// every entry: for evictions, not for the hot path.
+    pub fn retain_pending(&mut self, mut keep: impl FnMut(&mut Pending) -> bool) -> u64 {
+        self.flush();
+        let (base, index) = (self.base, &mut self.index);
+        let mut forgotten = 0;
+        for (n, slot) in self.ring.iter_mut().enumerate() {
+            if !slot.live || keep(&mut slot.p) {
+                continue;
+            }
+            slot.live = false;
+            forgotten += 1;
+            if index.get(&slot.key) == Some(&(base + n as u64)) {
+                index.remove(&slot.key);
+            }
+        }
+        forgotten
+    }
+
     /// Pending predictions (counted, for tests and diagnostics: not for the hot path).
     pub fn len(&mut self) -> usize {
         // Redelivered copies among the recent arrivals are found out by adding them.

@@ -194,7 +194,7 @@ impl GroupIndex {
             return i;
         }
         let name = if self.groups.len() + 1 >= max {
-            counts.limit("groups");
+            counts.limit_for("groups", 1, format_args!("{}", self.attribute));
             crate::stats::OTHER
         } else {
             group
