@@ -79,6 +79,12 @@ func checkStream(dec runtime.Decoder, name string, r io.Reader, out io.Writer, c
 			problems = append(problems, fmt.Errorf("%s: document %d (%s): metadata.name is empty", name, n, gvk.Kind))
 			continue
 		}
+		if d, ok := obj.(*appsv1.Deployment); ok {
+			if err := checkPod(&d.Spec.Template.Spec); err != nil {
+				problems = append(problems, fmt.Errorf("%s: document %d (Deployment %s): %w", name, n, objName, err))
+				continue
+			}
+		}
 		if cm, ok := obj.(*corev1.ConfigMap); ok && configs != "" {
 			if err := writeConfigs(cm, configs); err != nil {
 				problems = append(problems, fmt.Errorf("%s: document %d: %w", name, n, err))
@@ -87,6 +93,47 @@ func checkStream(dec runtime.Decoder, name string, r io.Reader, out io.Writer, c
 		}
 		fmt.Fprintf(out, "ok %s: %s %s/%s\n", name, gvk.GroupVersion(), gvk.Kind, objName)
 	}
+}
+
+// checkPod checks what the API server's validation would refuse and decoding cannot see: port
+// names unique in the pod and at most 15 characters, probes aimed at a named port of their own
+// container, volume mounts of declared volumes.
+func checkPod(pod *corev1.PodSpec) error {
+	volumes := map[string]bool{}
+	for _, v := range pod.Volumes {
+		volumes[v.Name] = true
+	}
+	podPorts := map[string]string{}
+	for _, c := range pod.Containers {
+		ports := map[string]bool{}
+		for _, p := range c.Ports {
+			if p.Name == "" {
+				continue
+			}
+			if len(p.Name) > 15 {
+				return fmt.Errorf("container %s: port name %q is longer than 15 characters", c.Name, p.Name)
+			}
+			if other, dup := podPorts[p.Name]; dup {
+				return fmt.Errorf("containers %s and %s both name a port %q", other, c.Name, p.Name)
+			}
+			podPorts[p.Name] = c.Name
+			ports[p.Name] = true
+		}
+		for kind, probe := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe, "startup": c.StartupProbe} {
+			if probe == nil || probe.HTTPGet == nil {
+				continue
+			}
+			if port := probe.HTTPGet.Port; port.StrVal != "" && !ports[port.StrVal] {
+				return fmt.Errorf("container %s: %s probe names port %q, which the container does not have", c.Name, kind, port.StrVal)
+			}
+		}
+		for _, m := range c.VolumeMounts {
+			if !volumes[m.Name] {
+				return fmt.Errorf("container %s: mounts volume %q, which the pod does not declare", c.Name, m.Name)
+			}
+		}
+	}
+	return nil
 }
 
 // writeConfigs writes the ConfigMap's TOML files to dir as <name>.<key>.

@@ -73,6 +73,18 @@ func TestRejects(t *testing.T) {
 			"apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: x}\nspec:\n  selector: {}\n  endpoint: []\n",
 			`unknown field "spec.endpoint"`,
 		},
+		"probe on a port the container lacks": {
+			strings.Replace(validDeployment, "port: 9464", "port: metrics", 1),
+			`liveness probe names port "metrics"`,
+		},
+		"port name used twice in a pod": {
+			strings.Replace(validDeployment, "          livenessProbe:", "          ports: [{name: http, containerPort: 1}]\n        - name: b\n          image: b\n          ports: [{name: http, containerPort: 2}]\n          livenessProbe:", 1),
+			`both name a port "http"`,
+		},
+		"mount of an undeclared volume": {
+			strings.Replace(validDeployment, "          livenessProbe:", "          volumeMounts: [{name: data, mountPath: /data}]\n          livenessProbe:", 1),
+			`mounts volume "data"`,
+		},
 		"no name": {
 			"apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n",
 			"metadata.name is empty",
