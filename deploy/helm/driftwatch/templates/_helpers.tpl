@@ -93,12 +93,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
       mountPath: /var/lib/driftwatch
 {{- end -}}
 
-{{/* A probe of the values, its httpGet aimed at the container's port. Args: (list PROBE $). */}}
+{{/* A probe of the values, its httpGet or tcpSocket aimed at the container's port.
+Args: (list PROBE $). */}}
 {{- define "driftwatch.probe" -}}
 {{- $probe := deepCopy (index . 0) -}}
 {{- $root := index . 1 -}}
-{{- with $probe.httpGet -}}
-{{- $_ := set . "port" $root.Values.http.portName -}}
+{{- range $handler := list "httpGet" "tcpSocket" -}}
+{{- if hasKey $probe $handler -}}
+{{- $_ := set $probe $handler (set (default dict (index $probe $handler)) "port" $root.Values.http.portName) -}}
+{{- end -}}
 {{- end -}}
 {{- toYaml $probe -}}
 {{- end -}}
