@@ -82,9 +82,10 @@ pub async fn run(
     {
         return Ok(());
     }
+    let snapshots = SnapshotWriter::from_config(&cfg)?;
     let monitor = Monitor::new(Arc::clone(&cfg), baselines, Clock::Wall)
         .with_telemetry(telemetry.clone())
-        .with_snapshots(SnapshotWriter::new(&cfg.triggers.snapshot_dir));
+        .with_snapshots(snapshots.clone());
 
     // Sinks: Kafka topics gate offset commits; webhooks, the HTTP API's recent outputs and the
     // caller's hook are best effort.
@@ -158,6 +159,14 @@ pub async fn run(
     };
     fanout::drain(tasks, deadline, give_up, cfg.kafka.drain_timeout).await;
     stop_timer.abort();
+    // Snapshot copies to object storage still queued, within the drain budget.
+    let uploads = tokio::task::spawn_blocking(move || snapshots.finish());
+    if tokio::time::timeout(cfg.kafka.drain_timeout, uploads)
+        .await
+        .is_err()
+    {
+        tracing::warn!("snapshot uploads still queued at exit; the snapshots stay local");
+    }
     result.map_err(Into::into)
 }
 

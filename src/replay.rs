@@ -120,9 +120,9 @@ fn replay_in_chunks<W: Write, D: Write>(
         read_bytes,
     };
     let baselines = Baselines::load(&cfg)?;
-    let snapshot_dir = cfg.triggers.snapshot_dir.clone();
-    let mut monitor = Monitor::new(Arc::new(cfg), baselines, Clock::EventTime)
-        .with_snapshots(SnapshotWriter::new(&snapshot_dir));
+    let snapshots = SnapshotWriter::from_config(&cfg)?;
+    let mut monitor =
+        Monitor::new(Arc::new(cfg), baselines, Clock::EventTime).with_snapshots(snapshots.clone());
     let max_bytes = monitor.max_event_bytes();
     let mut sink = Fanout::new(JsonLinesSink::new(out, dead_letters));
     let mut stats = ReplayStats::default();
@@ -199,6 +199,8 @@ fn replay_in_chunks<W: Write, D: Write>(
     monitor.finish(&mut outputs);
     emit(&mut sink, &mut outputs, &mut stats)?;
     sink.gating_mut().flush()?;
+    // Snapshots copied to object storage are there when replay returns.
+    snapshots.finish();
     let counts = monitor.counts();
     stats.late = counts.late;
     stats.join_misses = counts.join_misses;

@@ -62,6 +62,8 @@ pub struct Config {
     pub canary: CanaryConfig,
     /// CI webhooks (in addition to the Kafka topics).
     pub sinks: SinksConfig,
+    /// Object storage for trigger snapshots.
+    pub storage: StorageConfig,
     /// Per-model policy: a section given under `[models.<model_id>]` replaces the global
     /// `[alerts]`, `[triggers]` or `[canary]` section for that model (keys it leaves out take the
     /// built-in defaults).
@@ -534,6 +536,35 @@ pub struct BaselineFile {
     pub path: PathBuf,
 }
 
+/// S3-compatible object storage for trigger snapshots (see `sink::s3`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    /// `s3://bucket/prefix`: every trigger snapshot is also copied there; empty: local only.
+    pub snapshots_url: String,
+    /// An S3-compatible endpoint (`http://127.0.0.1:9000`), addressed path-style; empty: AWS
+    /// S3 in `region`, virtual-hosted.
+    pub endpoint: String,
+    /// Region the requests are signed for.
+    pub region: String,
+    /// Environment variable holding the access key id.
+    pub access_key_id_env: String,
+    /// Environment variable holding the secret access key.
+    pub secret_access_key_env: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            snapshots_url: String::new(),
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            access_key_id_env: "AWS_ACCESS_KEY_ID".into(),
+            secret_access_key_env: "AWS_SECRET_ACCESS_KEY".into(),
+        }
+    }
+}
+
 /// Data and prediction drift.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -881,6 +912,13 @@ impl Config {
             }
         };
         share("drift.dataset_share", self.drift.dataset_share, &mut p);
+        let st = &self.storage;
+        if !st.snapshots_url.is_empty() && crate::sink::s3::parse_url(&st.snapshots_url).is_none() {
+            p.push(format!(
+                "storage.snapshots_url must look like s3://bucket/prefix, got {:?}",
+                st.snapshots_url
+            ));
+        }
         share("drift.min_effect", self.drift.min_effect, &mut p);
         let far = self.drift.false_alarms_per_day;
         if !(far.is_finite() && far > 0.0) {

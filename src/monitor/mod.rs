@@ -1455,12 +1455,18 @@ impl Monitor {
                     &a.profile,
                     events,
                 ) {
-                    Ok((path, rows)) => serde_json::json!({
-                        "format": "parquet",
-                        "path": path.display().to_string(),
-                        "events": rows,
-                        "note": "the most recent events of the window, at most triggers.snapshot_events",
-                    }),
+                    Ok((path, rows)) => {
+                        let mut s = serde_json::json!({
+                            "format": "parquet",
+                            "path": path.display().to_string(),
+                            "events": rows,
+                            "note": "the most recent events of the window, at most triggers.snapshot_events",
+                        });
+                        if let Some(url) = writer.upload(&path) {
+                            s["url"] = serde_json::json!(url);
+                        }
+                        s
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "snapshot not written");
                         serde_json::json!({"error": e.to_string()})

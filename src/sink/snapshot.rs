@@ -249,6 +249,8 @@ pub enum SnapshotError {
 #[derive(Debug, Clone)]
 pub struct SnapshotWriter {
     dir: PathBuf,
+    /// Copies each snapshot to object storage, when configured.
+    uploader: Option<std::sync::Arc<super::s3::Uploader>>,
 }
 
 fn safe(s: &str) -> String {
@@ -268,6 +270,50 @@ impl SnapshotWriter {
     pub fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_path_buf(),
+            uploader: None,
+        }
+    }
+
+    /// The writer `cfg` configures: under `triggers.snapshot_dir`, copying to object storage
+    /// when `storage.snapshots_url` is set (credentials from the environment variables it
+    /// names; an error says which is missing).
+    pub fn from_config(cfg: &crate::config::Config) -> anyhow::Result<Self> {
+        let writer = Self::new(&cfg.triggers.snapshot_dir);
+        match super::s3::S3Target::from_config(&cfg.storage, |k| std::env::var(k).ok())
+            .map_err(anyhow::Error::msg)?
+        {
+            Some(target) => {
+                Ok(writer.with_uploader(std::sync::Arc::new(super::s3::Uploader::start(target)?)))
+            }
+            None => Ok(writer),
+        }
+    }
+
+    /// Also copies every snapshot to object storage (see [`super::s3`]).
+    pub fn with_uploader(mut self, uploader: std::sync::Arc<super::s3::Uploader>) -> Self {
+        self.uploader = Some(uploader);
+        self
+    }
+
+    /// Where the snapshot at `path` (as [`SnapshotWriter::write`] returned it) is copied to
+    /// in object storage, when it is; queues the copy.
+    pub fn upload(&self, path: &Path) -> Option<String> {
+        let uploader = self.uploader.as_ref()?;
+        let relative = path.strip_prefix(&self.dir).ok()?;
+        let relative = relative.to_string_lossy().replace('\\', "/");
+        uploader.upload(path.to_path_buf(), &relative);
+        Some(uploader.url_of(&relative))
+    }
+
+    /// Upload counts, when snapshots are copied to object storage.
+    pub fn upload_counts(&self) -> Option<std::sync::Arc<super::s3::UploadCounts>> {
+        self.uploader.as_deref().map(super::s3::Uploader::counts)
+    }
+
+    /// Waits for the queued copies to object storage.
+    pub fn finish(&self) {
+        if let Some(u) = self.uploader.as_deref() {
+            u.finish();
         }
     }
 
