@@ -100,6 +100,7 @@ fn replay_in_chunks<W: Write, D: Write>(
     let mut next = Vec::with_capacity(chunk_bytes + read_bytes);
     let mut carry = Vec::new();
     reader.fill(&mut chunk, &mut carry)?;
+    skip_bom(&mut chunk);
     let mut number = 0i64;
     while !chunk.is_empty() {
         let first = number;
@@ -217,6 +218,16 @@ impl<R: Read> ChunkReader<R> {
     }
 }
 
+/// Drops a UTF-8 byte order mark at the start of a file (editors on Windows write one): it
+/// is not part of the first line's JSON.
+fn skip_bom(start: &mut Vec<u8>) {
+    if start.starts_with(BOM) {
+        start.drain(..BOM.len());
+    }
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 fn trim_line(line: &[u8]) -> &[u8] {
     let mut end = line.len();
     while end > 0 && matches!(line[end - 1], b'\n' | b'\r') {
@@ -316,5 +327,12 @@ mod tests {
             assert_eq!(got.0, want_stats, "chunks of {chunk} bytes");
             assert!(got.1 == want, "chunks of {chunk} bytes: outputs differ");
         }
+        // A byte order mark before the first line changes nothing either.
+        let with_bom = dir.path().join("bom.jsonl");
+        std::fs::write(&with_bom, [BOM, &text[..]].concat()).unwrap();
+        let got = outputs(|out| {
+            replay_in_chunks(cfg.clone(), &with_bom, out, None::<Vec<u8>>, 1, 2).unwrap()
+        });
+        assert_eq!(got.0, want_stats, "with a byte order mark");
     }
 }

@@ -277,7 +277,16 @@ fn decode_into<'a>(
         if text.trim().is_empty() {
             return Err(DecodeError::NotJson("empty message".into()));
         }
-        raw = serde_json::from_str(text).map_err(classify_json_error)?;
+        raw = serde_json::from_str(text).map_err(|e| {
+            let data = e.classify() == serde_json::error::Category::Data;
+            match text.trim_start().as_bytes().first() {
+                // Valid JSON, but an array, a string, a number, `true`, `false` or `null`.
+                Some(&c) if data && c != b'{' => {
+                    DecodeError::WrongKind(format!("not an event object: {e}"))
+                }
+                _ => classify_json_error(e),
+            }
+        })?;
     }
     raw.into_event(expected)
 }
@@ -315,7 +324,7 @@ struct RawEvent<'a> {
     timestamp: Option<Timestamp>,
     #[serde(borrow, default)]
     features: Option<Features<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "not_null")]
     prediction: Option<RawPrediction<'a>>,
     #[serde(default)]
     latency_ms: Option<f64>,
@@ -427,6 +436,15 @@ impl<'a> RawEvent<'a> {
             EventKind::Features | EventKind::Label => {}
         }
         Ok(event)
+    }
+}
+
+/// A field the schemas allow to be absent but not `null`: `null` is a wrong type, not an
+/// absent field (a prediction whose `prediction` is `null` is not a feature event).
+fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(de::Error::custom("invalid type: null, expected an object")),
     }
 }
 
@@ -777,6 +795,16 @@ mod tests {
             ),
             "wrong_kind"
         );
-        assert_eq!(reason(br#"[1,2,3]"#, p), "wrong_type");
+        for not_an_object in ["[1,2,3]", "42", "\"text\"", "null", " true"] {
+            assert_eq!(
+                reason(not_an_object.as_bytes(), p),
+                "wrong_kind",
+                "{not_an_object}"
+            );
+            assert_eq!(reason(not_an_object.as_bytes(), None), "wrong_kind");
+        }
+        let null_prediction = br#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"features":{"x":1},"prediction":null}"#;
+        assert_eq!(reason(null_prediction, None), "wrong_type");
+        assert_eq!(reason(null_prediction, p), "wrong_type");
     }
 }
