@@ -9,6 +9,7 @@
 //! fixed list of reason codes (used for dead-letter headers and metric labels).
 
 mod fast;
+pub mod kserve;
 mod time;
 
 use std::borrow::Cow;
@@ -76,6 +77,18 @@ pub enum DecodeError {
     /// The object matches no contract, or not the one its topic carries.
     #[error("{0}")]
     WrongKind(String),
+    /// A tensor's data, a batch's rows or a row's columns do not match the shape they
+    /// should have (the tensor's `shape`, the other tensors, the response's rows,
+    /// `input.feature_names`).
+    #[error("{0}")]
+    ShapeMismatch(String),
+    /// A tensor's datatype is not one of the Open Inference Protocol's.
+    #[error("{0}")]
+    UnknownDatatype(String),
+    /// A request or response whose other half did not come within `limits.join_ttl` (or was
+    /// pushed out of a full buffer, `limits.max_pending_joins`).
+    #[error("{0}")]
+    Unjoined(String),
     /// The event is dated too far ahead of its input's event time (`window.max_skew`), and no
     /// run of events confirmed the jump: a skewed producer clock or a stray timestamp.
     #[error(
@@ -105,12 +118,15 @@ impl DecodeError {
             DecodeError::BadTimestamp(_) => "bad_timestamp",
             DecodeError::InvalidValue(_) => "invalid_value",
             DecodeError::WrongKind(_) => "wrong_kind",
+            DecodeError::ShapeMismatch(_) => "shape_mismatch",
+            DecodeError::UnknownDatatype(_) => "unknown_datatype",
+            DecodeError::Unjoined(_) => "unjoined",
             DecodeError::FutureTimestamp { .. } => "future_timestamp",
         }
     }
 
     /// Every reason code, for pre-registering metrics.
-    pub const REASONS: [&'static str; 10] = [
+    pub const REASONS: [&'static str; 13] = [
         "oversize",
         "invalid_utf8",
         "truncated",
@@ -120,6 +136,9 @@ impl DecodeError {
         "bad_timestamp",
         "invalid_value",
         "wrong_kind",
+        "shape_mismatch",
+        "unknown_datatype",
+        "unjoined",
         "future_timestamp",
     ];
 }

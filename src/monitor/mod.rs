@@ -544,6 +544,23 @@ impl Monitor {
         self.last_model = 0;
     }
 
+    /// Keeps `offset` of a prediction input from being committed until
+    /// [`Monitor::release_offset`]: a message an input format holds outside the monitor (half
+    /// of a KServe inference waiting for the other half).
+    pub fn hold_offset(&mut self, topic: &str, partition: i32, offset: i64) {
+        let ii = self.input_index(topic, partition, EventKind::Prediction);
+        self.inputs[ii].offsets.pin(offset);
+    }
+
+    /// Releases an offset held by [`Monitor::hold_offset`] (or never held): the message is
+    /// done with.
+    pub fn release_offset(&mut self, topic: &str, partition: i32, offset: i64) {
+        let ii = self.input_index(topic, partition, EventKind::Prediction);
+        let offsets = &mut self.inputs[ii].offsets;
+        offsets.unpin(offset);
+        offsets.note(None, offset);
+    }
+
     /// Processes one message, appending what it causes to `out`.
     pub fn process(&mut self, input: Input<'_>, out: &mut Vec<Output>) {
         let mut decoded = decode_reusing(
