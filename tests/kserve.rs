@@ -8,24 +8,10 @@ mod common;
 use std::io::Write;
 use std::path::Path;
 
-use common::kserve::{encode, Encoded, Encoding};
+use common::kserve::{drift_lines, encode, Encoded, Encoding, DRIFTED};
 use common::*;
 use driftwatch::config::{Config, InputFormat, PredictionField};
-use driftwatch::generate::Generator;
 use serde_json::Value;
-
-const DRIFTED: [&str; 2] = ["f2", "f7"];
-
-/// 15 numerical features, f2 and f7 shifted by 1.5 standard deviations half-way.
-fn drift_lines() -> Vec<String> {
-    let mut g = gen(31_415, 48_000, 100.0);
-    g.numeric_features = 15;
-    g.categorical_features = 0;
-    g.drift_at = Some(24_000);
-    g.drift_features = DRIFTED.iter().map(|s| s.to_string()).collect();
-    g.drift_magnitude = 1.5;
-    Generator::new(g).map(|(_, line)| line).collect()
-}
 
 fn write_lines(path: &Path, lines: impl IntoIterator<Item = String>) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
@@ -55,7 +41,7 @@ fn kserve_config(dir: &Path, encoded: &Encoded, encoding: Encoding) -> Config {
 
 #[test]
 fn kserve_cloudevents_give_the_alerts_of_the_same_v1_stream() {
-    let lines = drift_lines();
+    let lines = drift_lines(31_415);
     let dir = tempfile::tempdir().unwrap();
     for encoding in [
         Encoding::BinaryV2,
@@ -107,7 +93,7 @@ fn reasons(dead: &[Value]) -> Vec<String> {
 
 #[test]
 fn bad_kserve_messages_are_dead_lettered_and_the_rest_monitored() {
-    let lines = drift_lines();
+    let lines = drift_lines(31_415);
     let encoded = encode(&lines, 4, Encoding::BinaryV2);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kserve.jsonl");

@@ -453,3 +453,195 @@ fn json_str(buf: &mut Vec<u8>, s: &str) {
 fn json_num(buf: &mut Vec<u8>, x: f64) {
     serde_json::to_writer(&mut *buf, &x).expect("writing to memory");
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::event::kserve::{REQUEST_TYPE, RESPONSE_TYPE};
+    use crate::policy::Clock;
+    use crate::state::Baselines;
+
+    const REQUEST: &str =
+        r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP64","data":[1,2,3,4]}]}"#;
+    const RESPONSE: &str = r#"{"model_version":"v3","outputs":[{"name":"p","shape":[2],"datatype":"FP64","data":[0.25,0.75]}]}"#;
+
+    fn config() -> Config {
+        let mut cfg = Config::default();
+        cfg.input.feature_names = vec!["a".into(), "b".into()];
+        cfg.input.prediction = PredictionField::Score;
+        cfg.baseline.bootstrap_events = 1_000_000;
+        cfg.limits.join_ttl = std::time::Duration::from_secs(60);
+        cfg.limits.max_pending_joins = 3;
+        cfg
+    }
+
+    struct Run {
+        kserve: Kserve,
+        monitor: Monitor,
+        out: Vec<Output>,
+        offset: i64,
+    }
+
+    impl Run {
+        fn new(cfg: Config) -> Run {
+            Run {
+                kserve: Kserve::new(&cfg),
+                monitor: Monitor::new(Arc::new(cfg), Baselines::default(), Clock::EventTime),
+                out: Vec::new(),
+                offset: 0,
+            }
+        }
+
+        /// Sends one binary-mode message: `id`, request or response, at `time` seconds.
+        fn send(&mut self, id: &str, request: bool, time: Option<u32>, body: &str) {
+            let time = time.map(|s| format!("2027-01-01T00:{:02}:{:02}Z", s / 60, s % 60));
+            let ty = if request { REQUEST_TYPE } else { RESPONSE_TYPE };
+            let mut headers: Vec<(&str, &[u8])> = vec![
+                ("ce_id", id.as_bytes()),
+                ("ce_type", ty.as_bytes()),
+                ("ce_inferenceservicename", b"credit"),
+            ];
+            if let Some(t) = &time {
+                headers.push(("ce_time", t.as_bytes()));
+            }
+            self.offset += 1;
+            let m = Message {
+                topic: "kserve",
+                partition: 0,
+                offset: self.offset,
+                key: None,
+                headers: &headers,
+                timestamp_ms: None,
+                payload: body.as_bytes(),
+            };
+            self.kserve.process(m, &mut self.monitor, &mut self.out);
+        }
+
+        /// Dead letters so far: (reason, detail, offset).
+        fn dead(&mut self) -> Vec<(&'static str, String, i64)> {
+            self.out
+                .drain(..)
+                .filter_map(|o| match o {
+                    Output::DeadLetter(d) => Some((d.reason, d.detail, d.offset)),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        /// Ends the run: the predictions the monitor took in, other than dead letters (they
+        /// wait for the baseline, which is never full, until the end).
+        fn predictions(mut self) -> u64 {
+            self.monitor.finish(&mut self.out);
+            self.monitor
+                .counts()
+                .events
+                .iter()
+                .filter(|((kind, outcome), _)| *kind == "prediction" && *outcome != "dead_letter")
+                .map(|(_, n)| n)
+                .sum()
+        }
+    }
+
+    #[test]
+    fn a_request_and_its_response_join_in_either_order_into_one_event_a_row() {
+        let mut run = Run::new(config());
+        run.send("a", true, Some(1), REQUEST);
+        assert_eq!(run.kserve.pending(), 1);
+        run.send("a", false, Some(1), RESPONSE);
+        run.send("b", false, Some(2), RESPONSE);
+        run.send("b", true, Some(2), REQUEST);
+        assert_eq!(run.kserve.pending(), 0);
+        assert!(run.dead().is_empty());
+        assert_eq!(run.predictions(), 4);
+        let inputs = kserve::request(REQUEST.as_bytes(), &config().input.feature_names).unwrap();
+        let outputs = kserve::response(RESPONSE.as_bytes()).unwrap();
+        let head = Head {
+            id: "a",
+            model_id: "credit",
+            version: "v3",
+            ts: 1000,
+        };
+        let mut row = Vec::new();
+        write_row(
+            &mut row,
+            &head,
+            1,
+            &inputs,
+            &outputs.rows[1],
+            PredictionField::Score,
+        );
+        let e = crate::event::decode(&row, Some(EventKind::Prediction), 1 << 20).unwrap();
+        assert_eq!((&*e.event_id, &*e.model_id), ("a/1", "credit"));
+        assert_eq!(e.model_version.as_deref(), Some("v3"));
+        assert_eq!(e.features.len(), 2);
+        assert_eq!(e.prediction.unwrap().score, Some(0.75));
+    }
+
+    #[test]
+    fn halves_without_their_other_half_are_unjoined() {
+        let mut run = Run::new(config());
+        run.send("old", true, Some(0), REQUEST);
+        // 61 s later: past limits.join_ttl.
+        run.send("new", true, Some(61), REQUEST);
+        let dead = run.dead();
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0].0, "unjoined");
+        assert!(dead[0].1.contains("limits.join_ttl"), "{dead:?}");
+        assert_eq!(dead[0].2, 1);
+        for id in ["x", "y", "z"] {
+            run.send(id, false, Some(62), RESPONSE);
+        }
+        let dead = run.dead();
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert!(dead[0].1.contains("max_pending_joins"), "{dead:?}");
+        run.send("y", false, Some(62), RESPONSE);
+        let dead = run.dead();
+        assert!(dead[0].1.contains("a second response"), "{dead:?}");
+        run.kserve.finish(&mut run.monitor, &mut run.out);
+        assert_eq!(run.dead().len(), 3);
+        assert_eq!(run.predictions(), 0);
+    }
+
+    #[test]
+    fn joined_halves_that_disagree_are_dead_lettered_both() {
+        let mut run = Run::new(config());
+        run.send("a", true, Some(1), REQUEST);
+        run.send(
+            "a",
+            false,
+            Some(1),
+            r#"{"outputs":[{"name":"p","shape":[3],"datatype":"FP64","data":[0.1,0.2,0.3]}]}"#,
+        );
+        let dead = run.dead();
+        assert_eq!(dead.len(), 2, "{dead:?}");
+        for d in &dead {
+            assert_eq!(d.0, "shape_mismatch");
+            assert!(
+                d.1.contains("the request has 2 rows, the response 3"),
+                "{d:?}"
+            );
+        }
+        run.send("b", true, None, REQUEST);
+        run.send("b", false, None, RESPONSE);
+        let dead = run.dead();
+        assert_eq!(dead.len(), 2, "{dead:?}");
+        assert!(
+            dead[0].0 == "missing_field" && dead[0].1.contains("ce_time"),
+            "{dead:?}"
+        );
+        assert_eq!(run.predictions(), 0);
+        let mut cfg = config();
+        cfg.input.model_id = "key".into();
+        let mut run = Run::new(cfg);
+        run.send("c", true, Some(1), REQUEST);
+        run.send("c", false, Some(1), RESPONSE);
+        let dead = run.dead();
+        assert!(
+            dead[0].0 == "missing_field" && dead[0].1.contains("model id"),
+            "{dead:?}"
+        );
+        assert_eq!(run.predictions(), 0);
+    }
+}

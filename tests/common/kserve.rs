@@ -6,6 +6,22 @@ use serde_json::{json, Map, Value};
 
 use driftwatch::event::format_rfc3339_ms;
 use driftwatch::event::kserve::{REQUEST_TYPE, RESPONSE_TYPE};
+use driftwatch::generate::Generator;
+
+/// The features that drift in [`drift_lines`].
+pub const DRIFTED: [&str; 2] = ["f2", "f7"];
+
+/// 48,000 predictions at 100 a second of one model (15 numerical features and a score), with
+/// [`DRIFTED`] shifted by 1.5 standard deviations from the 24,000th on, as v1 lines.
+pub fn drift_lines(seed: u64) -> Vec<String> {
+    let mut g = super::gen(seed, 48_000, 100.0);
+    g.numeric_features = 15;
+    g.categorical_features = 0;
+    g.drift_at = Some(24_000);
+    g.drift_features = DRIFTED.iter().map(|s| s.to_string()).collect();
+    g.drift_magnitude = 1.5;
+    Generator::new(g).map(|(_, line)| line).collect()
+}
 
 /// How the CloudEvents are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,4 +194,44 @@ pub fn encode(lines: &[String], batch: usize, encoding: Encoding) -> Encoded {
         v1,
         feature_names,
     }
+}
+
+/// Produces the messages to `topic` in order, without keys (as KServe's logger does), the
+/// headers as Kafka headers; returns how many were acknowledged.
+pub fn produce(brokers: &str, topic: &str, messages: &[KafkaMessage]) -> usize {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    let futures: Vec<_> = messages
+        .iter()
+        .map(|m| {
+            let headers = m.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+                h.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                })
+            });
+            let record = FutureRecord::<(), _>::to(topic)
+                .payload(m.value.as_bytes())
+                .headers(headers);
+            producer.send_result(record).expect("enqueue")
+        })
+        .collect();
+    futures::executor::block_on(async {
+        let mut acknowledged = 0;
+        for f in futures {
+            f.await
+                .expect("delivery future not cancelled")
+                .unwrap_or_else(|(e, _)| panic!("cannot produce to {topic}: {e}"));
+            acknowledged += 1;
+        }
+        acknowledged
+    })
 }
