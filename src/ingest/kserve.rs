@@ -140,6 +140,13 @@ impl Kserve {
         self.expire(monitor, out);
     }
 
+    /// Forgets the halves that came from a revoked partition: their offsets were not
+    /// committed, so the partition's new owner reads them again.
+    pub fn drop_input(&mut self, topic: &str, partition: i32) {
+        self.pending
+            .retain(|_, w| !(w.partition == partition && w.topic == topic));
+    }
+
     /// Gives up every waiting half (the end of a replay).
     pub fn finish(&mut self, monitor: &mut Monitor, out: &mut Vec<Output>) {
         while let Some((_, seq, id)) = self.order.pop_front() {
@@ -602,6 +609,18 @@ mod tests {
         run.kserve.finish(&mut run.monitor, &mut run.out);
         assert_eq!(run.dead().len(), 3);
         assert_eq!(run.predictions(), 0);
+    }
+
+    #[test]
+    fn halves_of_a_revoked_partition_are_forgotten() {
+        let mut run = Run::new(config());
+        run.send("a", true, Some(1), REQUEST);
+        run.kserve.drop_input("kserve", 0);
+        assert_eq!(run.kserve.pending(), 0);
+        // Its response now waits for the request, which the partition's new owner reads.
+        run.send("a", false, Some(1), RESPONSE);
+        assert_eq!(run.kserve.pending(), 1);
+        assert!(run.dead().is_empty());
     }
 
     #[test]

@@ -72,6 +72,14 @@ impl Ingest {
         }
     }
 
+    /// A partition was revoked: what came from it and waits is forgotten (its new owner reads
+    /// it again).
+    pub fn drop_input(&mut self, topic: &str, partition: i32) {
+        if let Ingest::Kserve(k) = self {
+            k.drop_input(topic, partition);
+        }
+    }
+
     /// At the end of a replay: what still waits for its other half is given up.
     pub fn finish(&mut self, monitor: &mut Monitor, out: &mut Vec<Output>) {
         if let Ingest::Kserve(k) = self {

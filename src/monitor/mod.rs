@@ -555,10 +555,16 @@ impl Monitor {
     /// Releases an offset held by [`Monitor::hold_offset`] (or never held): the message is
     /// done with.
     pub fn release_offset(&mut self, topic: &str, partition: i32, offset: i64) {
-        let ii = self.input_index(topic, partition, EventKind::Prediction);
-        let offsets = &mut self.inputs[ii].offsets;
-        offsets.unpin(offset);
-        offsets.note(None, offset);
+        // Never creates an input: one revoked meanwhile stays dropped.
+        if let Some(inp) = self.inputs.iter_mut().find(|i| {
+            !i.dropped
+                && i.partition == partition
+                && i.kind == EventKind::Prediction
+                && i.topic == topic
+        }) {
+            inp.offsets.unpin(offset);
+            inp.offsets.note(None, offset);
+        }
     }
 
     /// Processes one message, appending what it causes to `out`.

@@ -412,7 +412,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {
                 if shared.rebalanced.swap(false, Ordering::AcqRel) {
-                    rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored, &shutdown, &mut outputs)
+                    rebalance(&cfg, &consumer, &shared, &mut monitor, &mut ingest, &mut pacing, &mut stored, &shutdown, &mut outputs)
                         .await;
                 }
                 pacing.idle(&consumer, &mut monitor, cfg.kafka.idle_after, &mut outputs);
@@ -467,7 +467,7 @@ pub async fn run(
                         continue;
                     }
                     if shared.rebalanced.swap(false, Ordering::AcqRel) {
-                        rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored, &shutdown, &mut outputs)
+                        rebalance(&cfg, &consumer, &shared, &mut monitor, &mut ingest, &mut pacing, &mut stored, &shutdown, &mut outputs)
                             .await;
                         outputs.drain(..).for_each(|o| outputs_to.publish_live(&o));
                     }
@@ -514,6 +514,7 @@ async fn rebalance(
     consumer: &StreamConsumer<SourceContext>,
     shared: &SourceShared,
     monitor: &mut Monitor,
+    ingest: &mut Ingest,
     pacing: &mut Pacing,
     stored: &mut BTreeMap<Tp, i64>,
     shutdown: &CancellationToken,
@@ -525,6 +526,7 @@ async fn rebalance(
         match change {
             Change::Revoked(tp) => {
                 monitor.drop_input(&tp.0, tp.1);
+                ingest.drop_input(&tp.0, tp.1);
                 pacing.revoked(&tp);
                 stored.remove(&tp);
                 assigned.retain(|a| *a != tp);

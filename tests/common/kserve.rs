@@ -1,12 +1,12 @@
 //! A generated v1 stream re-encoded as KServe payload-logger CloudEvents: batches of rows, a
 //! request and a response message per batch, in binary or structured mode, with V1 or Open
-//! Inference Protocol v2 bodies.
+//! Inference Protocol v2 bodies. Also the input of `benches/kserve.rs`.
 
 use serde_json::{json, Map, Value};
 
 use driftwatch::event::format_rfc3339_ms;
 use driftwatch::event::kserve::{REQUEST_TYPE, RESPONSE_TYPE};
-use driftwatch::generate::Generator;
+use driftwatch::generate::{Generator, GeneratorConfig};
 
 /// The features that drift in [`drift_lines`].
 pub const DRIFTED: [&str; 2] = ["f2", "f7"];
@@ -14,12 +14,17 @@ pub const DRIFTED: [&str; 2] = ["f2", "f7"];
 /// 48,000 predictions at 100 a second of one model (15 numerical features and a score), with
 /// [`DRIFTED`] shifted by 1.5 standard deviations from the 24,000th on, as v1 lines.
 pub fn drift_lines(seed: u64) -> Vec<String> {
-    let mut g = super::gen(seed, 48_000, 100.0);
-    g.numeric_features = 15;
-    g.categorical_features = 0;
-    g.drift_at = Some(24_000);
-    g.drift_features = DRIFTED.iter().map(|s| s.to_string()).collect();
-    g.drift_magnitude = 1.5;
+    let g = GeneratorConfig {
+        seed,
+        events: 48_000,
+        rate: 100.0,
+        numeric_features: 15,
+        categorical_features: 0,
+        drift_at: Some(24_000),
+        drift_features: DRIFTED.iter().map(|s| s.to_string()).collect(),
+        drift_magnitude: 1.5,
+        ..GeneratorConfig::default()
+    };
     Generator::new(g).map(|(_, line)| line).collect()
 }
 
