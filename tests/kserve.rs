@@ -142,3 +142,42 @@ fn bad_kserve_messages_are_dead_lettered_and_the_rest_monitored() {
     assert_eq!(features_of(&firing), sorted(&DRIFTED), "{}", summary(&out));
     assert_eq!(stats.lines as usize, text.len());
 }
+
+/// The README's example of a replayed KServe stream is read as it says: both messages joined,
+/// nothing dead-lettered.
+#[test]
+fn the_readme_example_replays_without_dead_letters() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = &readme[readme.find("**Replaying such a stream.**").unwrap()..];
+    let start = section.find("```json\n").unwrap() + "```json\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("kserve.jsonl");
+    std::fs::write(&input, example).unwrap();
+    let config = dir.path().join("driftwatch.toml");
+    std::fs::write(
+        &config,
+        "[input]\nfeature_names = [\"age\", \"income\", \"tenure\"]\nprediction = \"score\"\n",
+    )
+    .unwrap();
+    let dead = dir.path().join("dead.jsonl");
+    let out = run_cli(&[
+        "replay",
+        "--format",
+        "kserve",
+        "--input",
+        input.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--dead-letter",
+        dead.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("replayed 2 lines"),
+        "{}",
+        stderr(&out)
+    );
+    let dead = std::fs::read_to_string(&dead).unwrap();
+    assert!(dead.is_empty(), "{dead}");
+}
