@@ -13,10 +13,8 @@ mod common;
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use driftwatch::baseline::{BuildLimits, ProfileBuilder};
 use driftwatch::config::Config;
 use driftwatch::event::{decode, decode_reusing, DecodeBuffers, EventKind};
 use driftwatch::monitor::Monitor;
@@ -28,14 +26,7 @@ const REFERENCE: usize = 10_000;
 
 fn setup(current: usize) -> (Baselines, Vec<String>) {
     let mut lines = common::lines(3, (REFERENCE + current) as u64, NUMERIC, 0);
-    let mut builder = ProfileBuilder::new("model-0", None, "bench", BuildLimits::default());
-    for line in &lines[..REFERENCE] {
-        let e = decode(line.as_bytes(), None, 1 << 20).expect("generated events decode");
-        builder.push_event(&e);
-    }
-    let profile = builder.finish().expect("profile");
-    let mut baselines = Baselines::default();
-    baselines.insert("model-0", None, profile);
+    let baselines = common::baseline_of(&lines[..REFERENCE], "model-0");
     let current = lines.split_off(REFERENCE);
     (baselines, current)
 }
@@ -71,15 +62,8 @@ fn pipeline(c: &mut Criterion) {
         let mut out = Vec::new();
         let mut i = 0usize;
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut start = Instant::now();
-            for _ in 0..iters {
-                if i == lines.len() {
-                    total += start.elapsed();
-                    m = monitor(&cfg, &baselines);
-                    i = 0;
-                    start = Instant::now();
-                }
+            let fresh = || monitor(&cfg, &baselines);
+            common::cycle(iters, lines.len(), &mut i, &mut m, fresh, |m, i| {
                 m.process(
                     Input {
                         kind: Some(EventKind::Prediction),
@@ -91,9 +75,7 @@ fn pipeline(c: &mut Criterion) {
                     &mut out,
                 );
                 out.clear();
-                i += 1;
-            }
-            total + start.elapsed()
+            })
         });
     });
     g.bench_function("decode_only_20num", |b| {

@@ -106,7 +106,9 @@ pub async fn run(
 
     // Source.
     let consumer = source::consumer(&cfg, Arc::clone(&shared), telemetry.clone())?;
-    if cfg.kafka.check_copartitioning {
+    // Other formats join nothing across the three v1 topics.
+    if cfg.kafka.check_copartitioning && cfg.input.format == crate::config::InputFormat::Driftwatch
+    {
         match start_up_step(&cfg, &shutdown, source::check_copartitioning).await? {
             Some(check) => check?,
             None => return Ok(()),

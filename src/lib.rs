@@ -15,6 +15,7 @@ pub mod eval;
 pub mod event;
 pub mod generate;
 pub mod http;
+pub mod ingest;
 pub mod monitor;
 pub mod output;
 pub mod policy;

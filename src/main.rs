@@ -164,6 +164,11 @@ struct ReplayArgs {
     /// Write rejected lines here (JSON Lines with reason and original text).
     #[arg(long)]
     dead_letter: Option<PathBuf>,
+    /// The file's format: `driftwatch` (v1 events, one a line) or `kserve` (KServe CloudEvents,
+    /// one Kafka message a line: `{"headers": {...}, "key", "value", "timestamp"}`); default:
+    /// `[input] format` of the configuration.
+    #[arg(long, value_parser = ["driftwatch", "kserve"])]
+    format: Option<String>,
 }
 
 #[derive(Args)]
@@ -321,7 +326,12 @@ fn run_command(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay(args) => {
-            let cfg = load_config(&args.overrides)?;
+            let mut cfg = load_config(&args.overrides)?;
+            match args.format.as_deref() {
+                Some("kserve") => cfg.input.format = driftwatch::config::InputFormat::Kserve,
+                Some(_) => cfg.input.format = driftwatch::config::InputFormat::Driftwatch,
+                None => {}
+            }
             let stdout = std::io::stdout().lock();
             let out = std::io::BufWriter::new(stdout);
             let dead = match &args.dead_letter {

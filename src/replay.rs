@@ -1,14 +1,23 @@
 //! Offline mode: the same decode → state → evaluation → policy path over a JSON Lines file, in
 //! event time. Outputs are stamped with event time, so a replay is reproducible and shows exactly
 //! what the live service would have emitted.
+//!
+//! A file of v1 events has one event a line. A file of another input format (`[input] format`,
+//! `replay --format`) has one Kafka message a line:
+//! `{"headers": {"ce_id": "…", …}, "key": "…", "value": …, "timestamp": ms}` (all but `value`
+//! optional), `value` being the message's JSON, or its text as a JSON string.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::Config;
+use serde_json::value::RawValue;
+
+use crate::config::{Config, InputFormat};
 use crate::event::{decode, DecodeError, Event};
+use crate::ingest::{Ingest, Message};
 use crate::monitor::Monitor;
 use crate::output::Output;
 use crate::policy::Clock;
@@ -101,7 +110,159 @@ pub fn replay<W: Write, D: Write>(
     out: W,
     dead_letters: Option<D>,
 ) -> anyhow::Result<ReplayStats> {
-    replay_in_chunks(cfg, input, out, dead_letters, CHUNK_BYTES, READ_BYTES)
+    match cfg.input.format {
+        InputFormat::Driftwatch => {
+            replay_in_chunks(cfg, input, out, dead_letters, CHUNK_BYTES, READ_BYTES)
+        }
+        _ => replay_messages(cfg, input, out, dead_letters),
+    }
+}
+
+/// The monitor a replay feeds, and the name its outputs give the file.
+fn start(cfg: Config, input: &Path) -> anyhow::Result<(Monitor, String)> {
+    let baselines = Baselines::load(&cfg)?;
+    let snapshots = SnapshotWriter::from_config(&cfg)?;
+    let monitor =
+        Monitor::new(Arc::new(cfg), baselines, Clock::EventTime).with_snapshots(snapshots);
+    // Outputs name the file, not the directory it was replayed from (reproducible backtests).
+    let name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| input.display().to_string());
+    Ok((monitor, name))
+}
+
+/// Closes every window at the end of the file and completes the statistics.
+fn end<W: Write, D: Write>(
+    mut monitor: Monitor,
+    sink: &mut Fanout<JsonLinesSink<W, D>>,
+    outputs: &mut Vec<Output>,
+    mut stats: ReplayStats,
+) -> anyhow::Result<ReplayStats> {
+    monitor.finish(outputs);
+    emit(sink, outputs, &mut stats)?;
+    sink.gating_mut().flush()?;
+    // Snapshots copied to object storage are there when replay returns.
+    monitor.finish_snapshots();
+    let counts = monitor.counts();
+    stats.late = counts.late;
+    stats.join_misses = counts.join_misses;
+    stats.limits_hit = counts.limits_hit.clone();
+    stats.evictions = counts.evictions.clone();
+    stats.labels_joined = counts
+        .events
+        .iter()
+        .filter(|((kind, outcome), _)| *kind == "label" && outcome.starts_with("joined"))
+        .map(|(_, n)| n)
+        .sum();
+    Ok(stats)
+}
+
+/// One line of a replayed stream of an inference server's messages: the Kafka message's
+/// headers (text values), key, value and timestamp (epoch milliseconds). A `value` that is a
+/// JSON string is the message's text; any other JSON value is the message's JSON itself.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageLine<'a> {
+    #[serde(borrow, default)]
+    headers: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+    #[serde(borrow, default)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    value: &'a RawValue,
+    #[serde(default)]
+    timestamp: Option<i64>,
+}
+
+/// Replays a JSON Lines file of messages of `cfg.input.format` (see [`MessageLine`]): headers
+/// as objects of text values, in file order.
+fn replay_messages<W: Write, D: Write>(
+    cfg: Config,
+    input: &Path,
+    out: W,
+    dead_letters: Option<D>,
+) -> anyhow::Result<ReplayStats> {
+    let file = std::fs::File::open(input)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", input.display()))?;
+    let mut ingest = Ingest::new(&cfg);
+    let (mut monitor, name) = start(cfg, input)?;
+    let mut sink = Fanout::new(JsonLinesSink::new(out, dead_letters));
+    let mut stats = ReplayStats::default();
+    let mut outputs = Vec::new();
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    let mut number = 0i64;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if number == 0 {
+            skip_bom(&mut line);
+        }
+        number += 1;
+        let payload = trim_line(&line);
+        if payload.is_empty() {
+            continue;
+        }
+        stats.lines += 1;
+        match parse_message_line(payload) {
+            Ok(m) => {
+                let headers: Vec<(&str, &[u8])> = m
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_ref(), v.as_bytes()))
+                    .collect();
+                let text;
+                let value = match serde_json::from_str::<Cow<'_, str>>(m.value.get()) {
+                    Ok(t) => {
+                        text = t;
+                        text.as_bytes()
+                    }
+                    Err(_) => m.value.get().as_bytes(),
+                };
+                let message = Message {
+                    topic: &name,
+                    partition: 0,
+                    offset: number,
+                    key: m.key.as_deref().map(str::as_bytes),
+                    headers: &headers,
+                    timestamp_ms: m.timestamp,
+                    payload: value,
+                };
+                ingest.process(message, &mut monitor, &mut outputs);
+            }
+            Err(e) => {
+                let input = Input {
+                    kind: None,
+                    topic: &name,
+                    partition: 0,
+                    offset: number,
+                    payload,
+                };
+                monitor.process_decoded(input, &Err(e), &mut outputs);
+            }
+        }
+        emit(&mut sink, &mut outputs, &mut stats)?;
+    }
+    ingest.finish(&mut monitor, &mut outputs);
+    end(monitor, &mut sink, &mut outputs, stats)
+}
+
+fn parse_message_line(line: &[u8]) -> Result<MessageLine<'_>, DecodeError> {
+    use serde_json::error::Category;
+    let text = std::str::from_utf8(line).map_err(|e| DecodeError::InvalidUtf8(e.to_string()))?;
+    serde_json::from_str(text).map_err(|e| {
+        let msg = format!("a replayed message ({{headers, key, value, timestamp}}): {e}");
+        match e.classify() {
+            Category::Eof => DecodeError::Truncated(msg),
+            Category::Syntax | Category::Io => DecodeError::NotJson(msg),
+            Category::Data if e.to_string().starts_with("missing field") => {
+                DecodeError::MissingField(msg)
+            }
+            Category::Data => DecodeError::WrongType(msg),
+        }
+    })
 }
 
 fn replay_in_chunks<W: Write, D: Write>(
@@ -119,23 +280,16 @@ fn replay_in_chunks<W: Write, D: Write>(
         chunk_bytes,
         read_bytes,
     };
-    let baselines = Baselines::load(&cfg)?;
-    let snapshots = SnapshotWriter::from_config(&cfg)?;
-    let mut monitor =
-        Monitor::new(Arc::new(cfg), baselines, Clock::EventTime).with_snapshots(snapshots.clone());
+    let (mut monitor, name) = start(cfg, input)?;
     let max_bytes = monitor.max_event_bytes();
     let mut sink = Fanout::new(JsonLinesSink::new(out, dead_letters));
     let mut stats = ReplayStats::default();
-    // Outputs name the file, not the directory it was replayed from (reproducible backtests).
-    let name = input
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| input.display().to_string());
     let mut outputs = Vec::new();
     let mut chunk = Vec::with_capacity(chunk_bytes + read_bytes);
     let mut next = Vec::with_capacity(chunk_bytes + read_bytes);
     let mut carry = Vec::new();
     reader.fill(&mut chunk, &mut carry)?;
+    skip_bom(&mut chunk);
     let mut number = 0i64;
     while !chunk.is_empty() {
         let first = number;
@@ -196,23 +350,7 @@ fn replay_in_chunks<W: Write, D: Write>(
         })?;
         std::mem::swap(&mut chunk, &mut next);
     }
-    monitor.finish(&mut outputs);
-    emit(&mut sink, &mut outputs, &mut stats)?;
-    sink.gating_mut().flush()?;
-    // Snapshots copied to object storage are there when replay returns.
-    snapshots.finish();
-    let counts = monitor.counts();
-    stats.late = counts.late;
-    stats.join_misses = counts.join_misses;
-    stats.limits_hit = counts.limits_hit.clone();
-    stats.evictions = counts.evictions.clone();
-    stats.labels_joined = counts
-        .events
-        .iter()
-        .filter(|((kind, outcome), _)| *kind == "label" && outcome.starts_with("joined"))
-        .map(|(_, n)| n)
-        .sum();
-    Ok(stats)
+    end(monitor, &mut sink, &mut outputs, stats)
 }
 
 /// Bytes read from the file at a time.
@@ -256,6 +394,16 @@ impl<R: Read> ChunkReader<R> {
         }
     }
 }
+
+/// Drops a UTF-8 byte order mark at the start of a file (editors on Windows write one): it
+/// is not part of the first line's JSON.
+fn skip_bom(start: &mut Vec<u8>) {
+    if start.starts_with(BOM) {
+        start.drain(..BOM.len());
+    }
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 fn trim_line(line: &[u8]) -> &[u8] {
     let mut end = line.len();
@@ -356,5 +504,12 @@ mod tests {
             assert_eq!(got.0, want_stats, "chunks of {chunk} bytes");
             assert!(got.1 == want, "chunks of {chunk} bytes: outputs differ");
         }
+        // A byte order mark before the first line changes nothing either.
+        let with_bom = dir.path().join("bom.jsonl");
+        std::fs::write(&with_bom, [BOM, &text[..]].concat()).unwrap();
+        let got = outputs(|out| {
+            replay_in_chunks(cfg.clone(), &with_bom, out, None::<Vec<u8>>, 1, 2).unwrap()
+        });
+        assert_eq!(got.0, want_stats, "with a byte order mark");
     }
 }

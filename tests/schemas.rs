@@ -282,6 +282,7 @@ fn decoder_accepts_exactly_what_the_schemas_accept() {
             true,
         ),
         ("prediction empty", p(json!({"prediction": {}})), false),
+        ("prediction null", p(json!({"prediction": null})), false),
         (
             "prediction label only",
             p(json!({"prediction": {"label": "cat"}})),

@@ -2,8 +2,10 @@
 
 #![allow(dead_code)]
 
+use driftwatch::baseline::{BuildLimits, ProfileBuilder};
 use driftwatch::event::{decode, FeatureValue};
 use driftwatch::generate::{Generator, GeneratorConfig};
+use driftwatch::state::Baselines;
 
 /// Whether criterion runs for real (`cargo bench`) rather than in test mode
 /// (`cargo test --benches`), where every benchmark runs once and sizes are kept small.
@@ -56,4 +58,43 @@ pub fn columns(seed: u64, events: u64, numeric: usize, categorical: usize) -> Co
         }
     }
     c
+}
+
+/// A configured baseline of `model` (any version) profiled from v1 event lines.
+pub fn baseline_of(lines: &[String], model: &str) -> Baselines {
+    let mut builder = ProfileBuilder::new(model, None, "bench", BuildLimits::default());
+    for line in lines {
+        let e = decode(line.as_bytes(), None, 1 << 20).expect("generated events decode");
+        builder.push_event(&e);
+    }
+    let profile = builder.finish().expect("profile");
+    let mut baselines = Baselines::default();
+    baselines.insert(model, None, profile);
+    baselines
+}
+
+/// Times `iters` steps over inputs `0..len` in order, from where the last call stopped (`i`),
+/// for state that must see event time move forward: after the last input, `state` starts over
+/// as `fresh()`, outside the timed section.
+pub fn cycle<S>(
+    iters: u64,
+    len: usize,
+    i: &mut usize,
+    state: &mut S,
+    fresh: impl Fn() -> S,
+    mut step: impl FnMut(&mut S, usize),
+) -> std::time::Duration {
+    let mut total = std::time::Duration::ZERO;
+    let mut start = std::time::Instant::now();
+    for _ in 0..iters {
+        if *i == len {
+            total += start.elapsed();
+            *state = fresh();
+            *i = 0;
+            start = std::time::Instant::now();
+        }
+        step(state, *i);
+        *i += 1;
+    }
+    total + start.elapsed()
 }

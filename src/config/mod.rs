@@ -34,6 +34,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Topic names.
     pub topics: TopicsConfig,
+    /// What the input topics carry: driftwatch's own v1 events or an inference server's.
+    pub input: InputConfig,
     /// Event-time windows.
     pub window: WindowConfig,
     /// Hard limits that bound memory whatever the traffic.
@@ -389,6 +391,164 @@ impl Default for TopicsConfig {
             verdicts: "driftwatch.verdicts".into(),
             dead_letters: "driftwatch.dead-letters".into(),
             state: "driftwatch.state".into(),
+        }
+    }
+}
+
+/// The format of the input topics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    /// driftwatch's v1 events on the three topics of `[topics]`.
+    #[default]
+    Driftwatch,
+    /// KServe's payload logger: CloudEvents (binary or structured mode), request and response
+    /// joined by `ce_id`, V1 or Open Inference Protocol v2 bodies.
+    Kserve,
+    /// Open Inference Protocol v2 without CloudEvents (not supported yet: rejected by
+    /// validation).
+    Oip,
+    /// JSON of the user's own shape mapped by pointers (not supported yet: rejected by
+    /// validation).
+    Mapped,
+}
+
+impl InputFormat {
+    /// The name used in configuration and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputFormat::Driftwatch => "driftwatch",
+            InputFormat::Kserve => "kserve",
+            InputFormat::Oip => "oip",
+            InputFormat::Mapped => "mapped",
+        }
+    }
+}
+
+/// Which field of a prediction a model's scalar output becomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PredictionField {
+    /// `value` (regression).
+    #[default]
+    Value,
+    /// `score`, the probability of the positive class (binary classification).
+    Score,
+    /// `label`, the predicted class.
+    Label,
+}
+
+/// The input topics' format and how its messages become prediction events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InputConfig {
+    /// `driftwatch` (v1 events on `[topics]`, the default), `kserve`, `oip` or `mapped`.
+    pub format: InputFormat,
+    /// The topics to read for formats other than `driftwatch`; a name starting with `^` is a
+    /// regular expression (librdkafka's pattern subscription).
+    pub topics: Vec<String>,
+    /// Names of the columns of a positional input (a V1 instance given as a list, one OIP
+    /// tensor of shape [N, F]), in order.
+    pub feature_names: Vec<String>,
+    /// Where the model id comes from: `attribute:NAME` (a CloudEvents attribute, from its
+    /// `ce_NAME` header in binary mode), `key` (the Kafka message key) or `fixed:ID`.
+    pub model_id: String,
+    /// Where the model version comes from: `auto` (the response's `model_version`, else the
+    /// `endpoint` attribute, else `default`), `attribute:NAME`, `key` or `fixed:VERSION`.
+    pub model_version: String,
+    /// Which prediction field a model's numeric output becomes (text outputs are labels; an
+    /// output of two columns is the binary score, of more the arg-max label).
+    pub prediction: PredictionField,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        Self {
+            format: InputFormat::Driftwatch,
+            topics: Vec::new(),
+            feature_names: Vec::new(),
+            model_id: "attribute:inferenceservicename".into(),
+            model_version: "auto".into(),
+            prediction: PredictionField::Value,
+        }
+    }
+}
+
+/// Where an identifier comes from (`input.model_id`, `input.model_version`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdSource {
+    /// The response's `model_version`, else the `endpoint` attribute, else `default`.
+    Auto,
+    /// A CloudEvents attribute (`ce_NAME` header in binary mode).
+    Attribute(String),
+    /// The Kafka message key.
+    Key,
+    /// A fixed text.
+    Fixed(String),
+}
+
+impl IdSource {
+    /// Parses `auto`, `attribute:NAME`, `key` or `fixed:TEXT` (`auto` only where `allow_auto`).
+    pub fn parse(spec: &str, allow_auto: bool) -> Result<IdSource, String> {
+        let nonempty = |rest: &str, what: &str| {
+            if rest.is_empty() {
+                Err(format!("`{spec}` names no {what}"))
+            } else {
+                Ok(rest.to_string())
+            }
+        };
+        match spec.split_once(':') {
+            _ if spec == "key" => Ok(IdSource::Key),
+            _ if spec == "auto" && allow_auto => Ok(IdSource::Auto),
+            Some(("attribute", rest)) => nonempty(rest, "attribute").map(IdSource::Attribute),
+            Some(("fixed", rest)) => nonempty(rest, "text").map(IdSource::Fixed),
+            _ => Err(format!(
+                "`{spec}` is none of {}`attribute:NAME`, `key`, `fixed:TEXT`",
+                if allow_auto { "`auto`, " } else { "" }
+            )),
+        }
+    }
+}
+
+impl InputConfig {
+    /// Problems of the section.
+    fn validate(&self, p: &mut Vec<String>) {
+        match self.format {
+            InputFormat::Driftwatch => {
+                if !self.topics.is_empty() {
+                    p.push(
+                        "input.topics is for formats other than `driftwatch`, whose topics are \
+                         named in [topics]"
+                            .into(),
+                    );
+                }
+            }
+            InputFormat::Kserve => {
+                if self.topics.is_empty() {
+                    p.push("input.topics must name at least one topic for format `kserve`".into());
+                }
+            }
+            InputFormat::Oip | InputFormat::Mapped => p.push(format!(
+                "input.format `{}` is not supported yet (`driftwatch` and `kserve` are)",
+                self.format.as_str()
+            )),
+        }
+        if self.topics.iter().any(|t| t.trim().is_empty()) {
+            p.push("input.topics must not hold an empty name".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for name in &self.feature_names {
+            if name.is_empty() {
+                p.push("input.feature_names must not hold an empty name".into());
+            } else if !seen.insert(name) {
+                p.push(format!("input.feature_names names `{name}` twice"));
+            }
+        }
+        if let Err(e) = IdSource::parse(&self.model_id, false) {
+            p.push(format!("input.model_id: {e}"));
+        }
+        if let Err(e) = IdSource::parse(&self.model_version, true) {
+            p.push(format!("input.model_version: {e}"));
         }
     }
 }
@@ -779,6 +939,7 @@ impl Config {
     /// Every semantic problem of an already parsed configuration.
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
+        self.input.validate(&mut p);
         let w = &self.window;
         if w.slide.is_zero() {
             p.push("window.slide must be positive".into());
@@ -1338,6 +1499,38 @@ mod tests {
         // A client's own section wins over the common one.
         assert_eq!(producer["linger.ms"], "20");
         assert_eq!(consumer["linger.ms"], "1");
+    }
+
+    #[test]
+    fn the_input_section_is_checked() {
+        let cfg = Config::from_toml_str(
+            "[input]\nformat = \"kserve\"\ntopics = [\"^kserve-.*\"]\nfeature_names = [\"a\", \"b\"]\nmodel_version = \"fixed:v2\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.input.format, InputFormat::Kserve);
+        assert_eq!(
+            IdSource::parse(&cfg.input.model_version, true),
+            Ok(IdSource::Fixed("v2".into()))
+        );
+        let err = Config::from_toml_str(
+            "[input]\nformat = \"kserve\"\nfeature_names = [\"a\", \"a\"]\nmodel_id = \"auto\"\nmodel_version = \"header\"\nshape = 1\n",
+        )
+        .unwrap_err();
+        let all = err.problems.join("\n");
+        for want in [
+            "`input.shape`: unknown key",
+            "input.topics must name at least one topic",
+            "input.feature_names names `a` twice",
+            "input.model_id: `auto` is none of",
+            "input.model_version: `header` is none of",
+        ] {
+            assert!(all.contains(want), "{want} not in {all}");
+        }
+        let err =
+            Config::from_toml_str("[input]\nformat = \"oip\"\ntopics = [\"t\"]\n").unwrap_err();
+        assert!(err.problems[0].contains("not supported yet"), "{err}");
+        let err = Config::from_toml_str("[input]\ntopics = [\"t\"]\n").unwrap_err();
+        assert!(err.problems[0].contains("[topics]"), "{err}");
     }
 
     #[test]

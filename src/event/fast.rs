@@ -904,8 +904,9 @@ impl<'a> Scanner<'a> {
     }
 
     fn prediction(&mut self) -> Option<Option<RawPrediction<'a>>> {
-        if self.null() {
-            return Some(None);
+        if self.peek()? == b'n' {
+            // `null` is not a prediction: the serde path rejects it.
+            return None;
         }
         let mut p = RawPrediction {
             score: None,
@@ -1110,6 +1111,7 @@ mod tests {
             r#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"prediction":{"score":0.5,"score":0.5}}"#,
             "{\"event_id\":\"a\tb\",\"model_id\":\"m\",\"timestamp\":1,\"label\":1}",
             r#"[1,2,3]"#,
+            r#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"prediction":null}"#,
             r#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"prediction":{"value":1e400}}"#,
             r#"{"event_id":"a","model_id""#,
         ] {

@@ -9,6 +9,7 @@
 //! fixed list of reason codes (used for dead-letter headers and metric labels).
 
 mod fast;
+pub mod kserve;
 mod time;
 
 use std::borrow::Cow;
@@ -76,6 +77,18 @@ pub enum DecodeError {
     /// The object matches no contract, or not the one its topic carries.
     #[error("{0}")]
     WrongKind(String),
+    /// A tensor's data, a batch's rows or a row's columns do not match the shape they
+    /// should have (the tensor's `shape`, the other tensors, the response's rows,
+    /// `input.feature_names`).
+    #[error("{0}")]
+    ShapeMismatch(String),
+    /// A tensor's datatype is not one of the Open Inference Protocol's.
+    #[error("{0}")]
+    UnknownDatatype(String),
+    /// A request or response whose other half did not come within `limits.join_ttl` (or was
+    /// pushed out of a full buffer, `limits.max_pending_joins`).
+    #[error("{0}")]
+    Unjoined(String),
     /// The event is dated too far ahead of its input's event time (`window.max_skew`), and no
     /// run of events confirmed the jump: a skewed producer clock or a stray timestamp.
     #[error(
@@ -105,12 +118,15 @@ impl DecodeError {
             DecodeError::BadTimestamp(_) => "bad_timestamp",
             DecodeError::InvalidValue(_) => "invalid_value",
             DecodeError::WrongKind(_) => "wrong_kind",
+            DecodeError::ShapeMismatch(_) => "shape_mismatch",
+            DecodeError::UnknownDatatype(_) => "unknown_datatype",
+            DecodeError::Unjoined(_) => "unjoined",
             DecodeError::FutureTimestamp { .. } => "future_timestamp",
         }
     }
 
     /// Every reason code, for pre-registering metrics.
-    pub const REASONS: [&'static str; 10] = [
+    pub const REASONS: [&'static str; 13] = [
         "oversize",
         "invalid_utf8",
         "truncated",
@@ -120,6 +136,9 @@ impl DecodeError {
         "bad_timestamp",
         "invalid_value",
         "wrong_kind",
+        "shape_mismatch",
+        "unknown_datatype",
+        "unjoined",
         "future_timestamp",
     ];
 }
@@ -277,7 +296,16 @@ fn decode_into<'a>(
         if text.trim().is_empty() {
             return Err(DecodeError::NotJson("empty message".into()));
         }
-        raw = serde_json::from_str(text).map_err(classify_json_error)?;
+        raw = serde_json::from_str(text).map_err(|e| {
+            let data = e.classify() == serde_json::error::Category::Data;
+            match text.trim_start().as_bytes().first() {
+                // Valid JSON, but an array, a string, a number, `true`, `false` or `null`.
+                Some(&c) if data && c != b'{' => {
+                    DecodeError::WrongKind(format!("not an event object: {e}"))
+                }
+                _ => classify_json_error(e),
+            }
+        })?;
     }
     raw.into_event(expected)
 }
@@ -315,7 +343,7 @@ struct RawEvent<'a> {
     timestamp: Option<Timestamp>,
     #[serde(borrow, default)]
     features: Option<Features<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "not_null")]
     prediction: Option<RawPrediction<'a>>,
     #[serde(default)]
     latency_ms: Option<f64>,
@@ -427,6 +455,15 @@ impl<'a> RawEvent<'a> {
             EventKind::Features | EventKind::Label => {}
         }
         Ok(event)
+    }
+}
+
+/// A field the schemas allow to be absent but not `null`: `null` is a wrong type, not an
+/// absent field (a prediction whose `prediction` is `null` is not a feature event).
+fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(de::Error::custom("invalid type: null, expected an object")),
     }
 }
 
@@ -777,6 +814,16 @@ mod tests {
             ),
             "wrong_kind"
         );
-        assert_eq!(reason(br#"[1,2,3]"#, p), "wrong_type");
+        for not_an_object in ["[1,2,3]", "42", "\"text\"", "null", " true"] {
+            assert_eq!(
+                reason(not_an_object.as_bytes(), p),
+                "wrong_kind",
+                "{not_an_object}"
+            );
+            assert_eq!(reason(not_an_object.as_bytes(), None), "wrong_kind");
+        }
+        let null_prediction = br#"{"event_id":"a","model_id":"m","model_version":"v","timestamp":1,"features":{"x":1},"prediction":null}"#;
+        assert_eq!(reason(null_prediction, None), "wrong_type");
+        assert_eq!(reason(null_prediction, p), "wrong_type");
     }
 }

@@ -377,6 +377,13 @@ impl Monitor {
         true
     }
 
+    /// Waits for the snapshot copies to object storage still queued.
+    pub fn finish_snapshots(&self) {
+        if let Some(s) = &self.snapshots {
+            s.finish();
+        }
+    }
+
     /// Adds alerts and verdicts published before ([`emitted_key`]).
     pub fn extend_emitted(&mut self, keys: impl IntoIterator<Item = String>) {
         self.emitted.extend(keys);
@@ -592,6 +599,29 @@ impl Monitor {
         }
         self.last_input = 0;
         self.last_model = 0;
+    }
+
+    /// Keeps `offset` of a prediction input from being committed until
+    /// [`Monitor::release_offset`]: a message an input format holds outside the monitor (half
+    /// of a KServe inference waiting for the other half).
+    pub fn hold_offset(&mut self, topic: &str, partition: i32, offset: i64) {
+        let ii = self.input_index(topic, partition, EventKind::Prediction);
+        self.inputs[ii].offsets.pin(offset);
+    }
+
+    /// Releases an offset held by [`Monitor::hold_offset`] (or never held): the message is
+    /// done with.
+    pub fn release_offset(&mut self, topic: &str, partition: i32, offset: i64) {
+        // Never creates an input: one revoked meanwhile stays dropped.
+        if let Some(inp) = self.inputs.iter_mut().find(|i| {
+            !i.dropped
+                && i.partition == partition
+                && i.kind == EventKind::Prediction
+                && i.topic == topic
+        }) {
+            inp.offsets.unpin(offset);
+            inp.offsets.note(None, offset);
+        }
     }
 
     /// Processes one message, appending what it causes to `out`.

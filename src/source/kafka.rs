@@ -15,14 +15,15 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, InputFormat};
 use crate::event::{decode, EventKind};
+use crate::ingest::Ingest;
 use crate::monitor::Monitor;
 use crate::output::Output;
 use crate::sink::fanout::Fanout;
@@ -358,7 +359,10 @@ pub fn check_copartitioning(cfg: &Config) -> Result<(), SourceError> {
 }
 
 fn kind_of(cfg: &Config, topic: &str) -> Option<EventKind> {
-    if topic == cfg.topics.predictions {
+    if cfg.input.format != InputFormat::Driftwatch {
+        // Other formats' messages become predictions, on whatever topic they come.
+        Some(EventKind::Prediction)
+    } else if topic == cfg.topics.predictions {
         Some(EventKind::Prediction)
     } else if topic == cfg.topics.labels {
         Some(EventKind::Label)
@@ -382,12 +386,17 @@ pub async fn run(
     shutdown: CancellationToken,
     mut outputs_to: Fanout<KafkaSink>,
 ) -> Result<(), SourceError> {
-    let topics = [
-        cfg.topics.predictions.as_str(),
-        cfg.topics.features.as_str(),
-        cfg.topics.labels.as_str(),
-    ];
+    let topics: Vec<&str> = match cfg.input.format {
+        InputFormat::Driftwatch => vec![
+            cfg.topics.predictions.as_str(),
+            cfg.topics.features.as_str(),
+            cfg.topics.labels.as_str(),
+        ],
+        // Names starting with `^` are patterns: librdkafka subscribes to every topic matching.
+        _ => cfg.input.topics.iter().map(String::as_str).collect(),
+    };
     consumer.subscribe(&topics)?;
+    let mut ingest = Ingest::new(&cfg);
     let mut outputs: Vec<Output> = Vec::with_capacity(64);
     let mut stream = consumer.stream();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -403,7 +412,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {
                 if shared.rebalanced.swap(false, Ordering::AcqRel) {
-                    rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored, &shutdown, &mut outputs)
+                    rebalance(&cfg, &consumer, &shared, &mut monitor, &mut ingest, &mut pacing, &mut stored, &shutdown, &mut outputs)
                         .await;
                 }
                 pacing.idle(&consumer, &mut monitor, cfg.kafka.idle_after, &mut outputs);
@@ -458,13 +467,13 @@ pub async fn run(
                         continue;
                     }
                     if shared.rebalanced.swap(false, Ordering::AcqRel) {
-                        rebalance(&cfg, &consumer, &shared, &mut monitor, &mut pacing, &mut stored, &shutdown, &mut outputs)
+                        rebalance(&cfg, &consumer, &shared, &mut monitor, &mut ingest, &mut pacing, &mut stored, &shutdown, &mut outputs)
                             .await;
                         outputs.drain(..).for_each(|o| outputs_to.publish_live(&o));
                     }
                     pacing.wake(&consumer, &mut monitor);
                     consumed += batch.len() as u64;
-                    process_batch(&cfg, &batch, &mut monitor, &mut outputs, &mut |o| {
+                    process_batch(&cfg, &batch, &mut ingest, &mut monitor, &mut outputs, &mut |o| {
                         outputs_to.publish_live(o);
                     });
                     pacing.pace(&consumer, &monitor, max_ahead_ms, &telemetry);
@@ -505,6 +514,7 @@ async fn rebalance(
     consumer: &StreamConsumer<SourceContext>,
     shared: &SourceShared,
     monitor: &mut Monitor,
+    ingest: &mut Ingest,
     pacing: &mut Pacing,
     stored: &mut BTreeMap<Tp, i64>,
     shutdown: &CancellationToken,
@@ -516,6 +526,7 @@ async fn rebalance(
         match change {
             Change::Revoked(tp) => {
                 monitor.drop_input(&tp.0, tp.1);
+                ingest.drop_input(&tp.0, tp.1);
                 pacing.revoked(&tp);
                 stored.remove(&tp);
                 assigned.retain(|a| *a != tp);
@@ -772,10 +783,33 @@ const DECODE_BATCH: usize = 64;
 fn process_batch<M: Message>(
     cfg: &Config,
     messages: &[M],
+    ingest: &mut Ingest,
     monitor: &mut Monitor,
     outputs: &mut Vec<Output>,
     emit: &mut impl FnMut(&Output),
 ) {
+    if !matches!(ingest, Ingest::Driftwatch) {
+        // Formats that read headers and keys; v1 messages below never collect their headers.
+        let mut headers: Vec<(&str, &[u8])> = Vec::new();
+        for m in messages {
+            headers.clear();
+            if let Some(h) = m.headers() {
+                headers.extend(h.iter().map(|h| (h.key, h.value.unwrap_or_default())));
+            }
+            let message = crate::ingest::Message {
+                topic: m.topic(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key(),
+                headers: &headers,
+                timestamp_ms: m.timestamp().to_millis(),
+                payload: m.payload().unwrap_or_default(),
+            };
+            ingest.process(message, monitor, outputs);
+            outputs.drain(..).for_each(|o| emit(&o));
+        }
+        return;
+    }
     let inputs: Vec<Input<'_>> = messages
         .iter()
         .map(|m| {

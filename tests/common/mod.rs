@@ -20,6 +20,7 @@
 //! - [`http_get`]: a minimal HTTP/1.0 client.
 //! - [`bin`], [`command`]: the compiled binary, and a command for it that no
 //!   `DRIFTWATCH__*` variable of the caller leaks into.
+//! - [`kserve`]: a generated stream re-encoded as KServe payload-logger CloudEvents.
 //! - [`offline`] (re-exported here): the CLI, replay through the library, generated streams
 //!   and their event times, reading outputs — for the tests that need no external service.
 
@@ -46,6 +47,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use driftwatch::generate::{Generator, GeneratorConfig};
 
+pub mod kserve;
 pub mod offline;
 // As with `dead_code` above: some test binaries use none of these.
 #[allow(unused_imports)]
