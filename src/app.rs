@@ -83,6 +83,9 @@ pub async fn run(
         return Ok(());
     }
     let snapshots = SnapshotWriter::from_config(&cfg)?;
+    if let Some(counts) = snapshots.upload_counts() {
+        telemetry.export_uploads(counts);
+    }
     let monitor = Monitor::new(Arc::clone(&cfg), baselines, Clock::Wall)
         .with_telemetry(telemetry.clone())
         .with_snapshots(snapshots.clone());

@@ -578,6 +578,18 @@ impl Telemetry {
             .inc_by(std::mem::take(&mut c.join_expired));
     }
 
+    /// Exports the snapshot uploader's counts as `driftwatch_snapshot_uploads_total{outcome}`.
+    pub fn export_uploads(&self, counts: Arc<crate::sink::s3::UploadCounts>) {
+        let desc = UploadCollector::family()
+            .desc()
+            .into_iter()
+            .cloned()
+            .collect();
+        self.registry
+            .register(Box::new(UploadCollector { counts, desc }))
+            .expect("upload metrics registered once");
+    }
+
     /// Exports the counters of these webhook sinks ([`WebhookSink::counters`]), read at each
     /// scrape: `driftwatch_webhook_outputs_total{sink,url,outcome}` (outcomes `delivered`,
     /// `skipped`, `dead_lettered`, `dead_letter_write_error`),
@@ -625,6 +637,45 @@ fn remove_series<T: MetricVecBuilder>(vec: &MetricVec<T>, model_id: &str, versio
 }
 
 /// Reads webhook counters at scrape time (the sinks count in atomics of their own).
+/// `driftwatch_snapshot_uploads_total{outcome}` (`uploaded`, `failed`), read from the snapshot
+/// uploader's counts at each scrape.
+struct UploadCollector {
+    counts: Arc<crate::sink::s3::UploadCounts>,
+    desc: Vec<Desc>,
+}
+
+impl UploadCollector {
+    fn family() -> IntCounterVec {
+        IntCounterVec::new(
+            Opts::new(
+                "driftwatch_snapshot_uploads_total",
+                "Trigger snapshots copied to object storage, by outcome (failed: given up after \
+                 every attempt, or the queue was full)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric")
+    }
+}
+
+impl Collector for UploadCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.desc.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        use std::sync::atomic::Ordering;
+        let f = Self::family();
+        for (outcome, n) in [
+            ("uploaded", self.counts.uploaded.load(Ordering::Relaxed)),
+            ("failed", self.counts.failed.load(Ordering::Relaxed)),
+        ] {
+            f.with_label_values(&[outcome]).inc_by(n);
+        }
+        f.collect()
+    }
+}
+
 struct WebhookCollector {
     sinks: Vec<Arc<WebhookSink>>,
     descs: Vec<Desc>,
@@ -749,6 +800,22 @@ mod tests {
         let after = t.render();
         assert_eq!(series(&after, r#"model_id="m""#), 0, "{after}");
         assert_eq!(series(&after, r#"model_id="other""#), 1, "{after}");
+    }
+
+    #[test]
+    fn snapshot_upload_counts_are_read_at_each_scrape() {
+        use std::sync::atomic::Ordering;
+        let counts = Arc::new(crate::sink::s3::UploadCounts::default());
+        let t = Telemetry::new();
+        t.export_uploads(Arc::clone(&counts));
+        let name = "driftwatch_snapshot_uploads_total";
+        let before = t.render();
+        assert_eq!(sample(&before, name, &[r#"outcome="uploaded""#]), Some(0.0));
+        counts.uploaded.fetch_add(2, Ordering::Relaxed);
+        counts.failed.fetch_add(1, Ordering::Relaxed);
+        let after = t.render();
+        assert_eq!(sample(&after, name, &[r#"outcome="uploaded""#]), Some(2.0));
+        assert_eq!(sample(&after, name, &[r#"outcome="failed""#]), Some(1.0));
     }
 
     #[test]
