@@ -78,6 +78,8 @@ pub struct Evaluation {
     pub reference: ReferenceRef,
     /// Per-feature drift verdicts, in profile order.
     pub features: Vec<(String, FeatureDrift)>,
+    /// Drift verdicts of the prediction outputs (`prediction`, `prediction.label`).
+    pub predictions: Vec<(String, FeatureDrift)>,
     /// Dataset-level drift.
     pub dataset: Option<DatasetDrift>,
     /// Latency summary.
@@ -348,9 +350,13 @@ pub fn evaluate(
         findings.push(f);
         ds
     });
-    if enough {
-        findings.extend(prediction_drift(cfg, profile, w, tests));
-    }
+    let predictions = if enough {
+        let (f, verdicts) = prediction_drift(cfg, profile, w, tests);
+        findings.extend(f);
+        verdicts
+    } else {
+        Vec::new()
+    };
     let quality = data_quality(cfg, &profile.features, &w.quality);
     findings.extend(quality.findings);
     let latency = (!w.latency.is_empty()).then(|| w.latency.report());
@@ -379,6 +385,7 @@ pub fn evaluate(
             sha256: profile.sha256.clone(),
         },
         features,
+        predictions,
         dataset,
         latency,
         quality: quality_metrics(&cfg.performance, &w.binary, &w.regression),
@@ -444,8 +451,14 @@ fn dataset_drift_check(
 }
 
 /// Drift of the prediction (score or value) and of the predicted label.
-fn prediction_drift(cfg: &Config, profile: &Profile, w: &Pane, tests: usize) -> Vec<Finding> {
+fn prediction_drift(
+    cfg: &Config,
+    profile: &Profile,
+    w: &Pane,
+    tests: usize,
+) -> (Vec<Finding>, Vec<(String, FeatureDrift)>) {
     let mut findings = Vec::new();
+    let mut verdicts = Vec::new();
     for (fp, pane) in [
         (profile.prediction.as_ref(), w.prediction.as_ref()),
         (profile.predicted_label.as_ref(), w.predicted_label.as_ref()),
@@ -453,10 +466,11 @@ fn prediction_drift(cfg: &Config, profile: &Profile, w: &Pane, tests: usize) -> 
         if let (Some(fp), Some(pane)) = (fp, pane) {
             if let Some((d, ev)) = feature_drift(cfg, fp, pane, tests) {
                 findings.push(drift_finding(AlertKind::PredictionDrift, &fp.name, &d, ev));
+                verdicts.push((fp.name.clone(), d));
             }
         }
     }
-    findings
+    (findings, verdicts)
 }
 
 /// The data-quality findings and the window's share of missing values.
@@ -779,12 +793,14 @@ pub fn export(t: &crate::telemetry::Telemetry, ev: &Evaluation) {
         .with_label_values(&[m, v])
         .set(ev.bounds.count as f64);
     for (name, d) in &ev.features {
-        t.drift_score
-            .with_label_values(&[m, v, name, &method_name(d)])
-            .set(d.score);
         t.drift_detected
             .with_label_values(&[m, v, name])
             .set(if d.drifted { 1.0 } else { 0.0 });
+    }
+    for (name, d) in ev.features.iter().chain(&ev.predictions) {
+        t.drift_score
+            .with_label_values(&[m, v, name, &method_name(d)])
+            .set(d.score);
         if d.effect.is_finite() {
             t.drift_effect
                 .with_label_values(&[m, v, name])
@@ -819,18 +835,6 @@ pub fn export(t: &crate::telemetry::Telemetry, ev: &Evaluation) {
                 t.data_quality
                     .with_label_values(&[m, v, feat, &f.metric])
                     .set(f.value);
-            }
-            AlertKind::PredictionDrift => {
-                let feat = f.feature.as_deref().unwrap_or("prediction");
-                t.drift_score
-                    .with_label_values(&[m, v, feat, &f.metric])
-                    .set(f.value);
-                let effect = f.evidence["decision"]["effect_value"]
-                    .as_f64()
-                    .or_else(|| f.evidence["ks_statistic"].as_f64());
-                if let Some(e) = effect {
-                    t.drift_effect.with_label_values(&[m, v, feat]).set(e);
-                }
             }
             AlertKind::ConceptDrift if f.breached => {
                 t.concept_detections

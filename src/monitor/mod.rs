@@ -1557,8 +1557,8 @@ impl Monitor {
                 // Windows evaluated again after a restart give the same ids: published once.
                 let mut i = first_output;
                 while i < out.len() {
-                    if emitted_key(&out[i]).is_some_and(|k| emitted.contains(&k)) {
-                        tracing::debug!(key = ?emitted_key(&out[i]), "published before; not again");
+                    if let Some(key) = emitted_key(&out[i]).filter(|k| emitted.contains(k)) {
+                        tracing::debug!(%key, "published before; not again");
                         out.remove(i);
                     } else {
                         i += 1;

@@ -538,6 +538,7 @@ mod tests {
                 id: "m@v1:abc".into(),
                 sha256: "0".repeat(64),
             },
+            predictions: Vec::new(),
             features: Vec::new(),
             dataset: None,
             latency: None,
