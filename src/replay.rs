@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use crate::config::{Config, InputFormat};
-use crate::event::{decode, DecodeError, Event};
+use crate::event::{decode, DecodeError, Event, EventKind};
 use crate::ingest::{Ingest, Message};
 use crate::monitor::Monitor;
 use crate::output::Output;
@@ -25,6 +25,7 @@ use crate::sink::fanout::Fanout;
 use crate::sink::snapshot::SnapshotWriter;
 use crate::sink::JsonLinesSink;
 use crate::state::{Baselines, Input};
+use crate::telemetry::Outcome;
 
 /// What a replay did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -149,11 +150,10 @@ fn end<W: Write, D: Write>(
     stats.join_misses = counts.join_misses;
     stats.limits_hit = counts.limits_hit.clone();
     stats.evictions = counts.evictions.clone();
-    stats.labels_joined = counts
-        .events
+    stats.labels_joined = Outcome::ALL
         .iter()
-        .filter(|((kind, outcome), _)| *kind == "label" && outcome.starts_with("joined"))
-        .map(|(_, n)| n)
+        .filter(|o| o.joined())
+        .map(|&o| counts.events(Some(EventKind::Label), o))
         .sum();
     Ok(stats)
 }

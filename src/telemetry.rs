@@ -16,14 +16,16 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use crate::event::EventKind;
 use crate::output::{AlertKind, Output, Verdict};
 use crate::sink::webhook::WebhookSink;
 
 /// Counts accumulated by the monitor between flushes.
 #[derive(Debug, Default, Clone)]
 pub struct Counts {
-    /// (topic kind, outcome) → events; a handful of pairs, in the order first counted.
-    pub events: Vec<((&'static str, &'static str), u64)>,
+    /// Events by input kind (prediction, label, features, or a file's line of no kind) and
+    /// [`Outcome`]: one cell per pair, indexed, never searched.
+    events: [[u64; Outcome::ALL.len()]; 4],
     /// reason → dead letters.
     pub dead_letters: std::collections::BTreeMap<&'static str, u64>,
     /// limit name → times it bit.
@@ -50,6 +52,96 @@ struct LimitLog {
 
 /// Distinct (limit, key) pairs logged at most; beyond them hits are only counted.
 const MAX_LOGGED_LIMIT_KEYS: usize = 10_000;
+
+/// What became of an event: the `outcome` label of `driftwatch_events_total{topic,outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A prediction recorded into its version's window.
+    Recorded,
+    /// A prediction taken into its version's baseline.
+    Bootstrap,
+    /// The prediction that completed its version's baseline.
+    Bootstrapped,
+    /// A prediction waiting for its bootstrapping model's watermark (counted when it leaves).
+    Waiting,
+    /// An event for a pane that had closed.
+    Late,
+    /// A label or late features joined to their prediction, in its window.
+    Joined,
+    /// A label or late features joined to a prediction taken into the baseline.
+    JoinedBootstrap,
+    /// A label or features held for a prediction not seen yet.
+    Held,
+    /// A label or features whose prediction's version is gone.
+    Unjoined,
+    /// Turned away by a limit (`limits.max_models`, versions, bootstrapping models).
+    Limit,
+    /// A waiting prediction given up with its evicted version.
+    Evicted,
+    /// Not an event: written to the dead letters.
+    DeadLetter,
+}
+
+impl Outcome {
+    /// Every outcome, in declaration order (the order of [`Outcome::index`]).
+    pub const ALL: [Outcome; 12] = [
+        Outcome::Recorded,
+        Outcome::Bootstrap,
+        Outcome::Bootstrapped,
+        Outcome::Waiting,
+        Outcome::Late,
+        Outcome::Joined,
+        Outcome::JoinedBootstrap,
+        Outcome::Held,
+        Outcome::Unjoined,
+        Outcome::Limit,
+        Outcome::Evicted,
+        Outcome::DeadLetter,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Recorded => "recorded",
+            Outcome::Bootstrap => "bootstrap",
+            Outcome::Bootstrapped => "bootstrapped",
+            Outcome::Waiting => "waiting",
+            Outcome::Late => "late",
+            Outcome::Joined => "joined",
+            Outcome::JoinedBootstrap => "joined_bootstrap",
+            Outcome::Held => "held",
+            Outcome::Unjoined => "unjoined",
+            Outcome::Limit => "limit",
+            Outcome::Evicted => "evicted",
+            Outcome::DeadLetter => "dead_letter",
+        }
+    }
+
+    /// Position in [`Outcome::ALL`].
+    #[inline]
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whether a label or features joined their prediction.
+    pub fn joined(self) -> bool {
+        matches!(self, Outcome::Joined | Outcome::JoinedBootstrap)
+    }
+}
+
+/// The `topic` label of `driftwatch_events_total`: the input's kind, `file` for a replayed
+/// line that could not be told (a dead letter).
+const EVENT_TOPICS: [&str; 4] = ["prediction", "label", "features", "file"];
+
+#[inline]
+fn topic_index(kind: Option<EventKind>) -> usize {
+    match kind {
+        Some(EventKind::Prediction) => 0,
+        Some(EventKind::Label) => 1,
+        Some(EventKind::Features) => 2,
+        None => 3,
+    }
+}
 
 /// What an eviction removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,20 +183,15 @@ impl EvictionReason {
 }
 
 impl Counts {
-    /// Counts one event by topic kind and outcome.
+    /// Counts one event by input kind (`None`: a replayed line of no known kind) and outcome.
     #[inline]
-    pub fn event(&mut self, kind: &'static str, outcome: &'static str) {
-        // Once per event: a scan of a few pairs, compared by address first (the labels are
-        // static strings, usually the same literal).
-        let same = |a: &'static str, b: &'static str| std::ptr::eq(a, b) || a == b;
-        match self
-            .events
-            .iter_mut()
-            .find(|((k, o), _)| same(k, kind) && same(o, outcome))
-        {
-            Some((_, n)) => *n += 1,
-            None => self.events.push(((kind, outcome), 1)),
-        }
+    pub fn event(&mut self, kind: Option<EventKind>, outcome: Outcome) {
+        self.events[topic_index(kind)][outcome.index()] += 1;
+    }
+
+    /// Events of `kind` with `outcome` counted since the last flush.
+    pub fn events(&self, kind: Option<EventKind>, outcome: Outcome) -> u64 {
+        self.events[topic_index(kind)][outcome.index()]
     }
 
     /// Counts one limit hit.
@@ -560,8 +647,14 @@ impl Telemetry {
 
     /// Adds a batch of counts and clears them.
     pub fn flush_counts(&self, c: &mut Counts) {
-        for ((topic, outcome), n) in std::mem::take(&mut c.events) {
-            self.events.with_label_values(&[topic, outcome]).inc_by(n);
+        for (topic, row) in EVENT_TOPICS.iter().zip(std::mem::take(&mut c.events)) {
+            for (outcome, n) in Outcome::ALL.iter().zip(row) {
+                if n > 0 {
+                    self.events
+                        .with_label_values(&[topic, outcome.as_str()])
+                        .inc_by(n);
+                }
+            }
         }
         for (reason, n) in std::mem::take(&mut c.dead_letters) {
             self.dead_letters.with_label_values(&[reason]).inc_by(n);
@@ -761,6 +854,41 @@ mod tests {
             .filter(|l| l.starts_with(&format!("{name}{{")))
             .find(|l| labels.iter().all(|lab| l.contains(lab)))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    #[test]
+    fn events_are_counted_per_kind_and_outcome_and_flushed_once() {
+        let t = Telemetry::new();
+        let mut c = Counts::default();
+        for _ in 0..3 {
+            c.event(Some(EventKind::Prediction), Outcome::Recorded);
+        }
+        c.event(Some(EventKind::Label), Outcome::JoinedBootstrap);
+        c.event(None, Outcome::DeadLetter);
+        assert_eq!(c.events(Some(EventKind::Prediction), Outcome::Recorded), 3);
+        assert_eq!(c.events(Some(EventKind::Label), Outcome::Recorded), 0);
+        t.flush_counts(&mut c);
+        t.flush_counts(&mut c);
+        let text = t.render();
+        let events = |labels: &[&str]| sample(&text, "driftwatch_events_total", labels);
+        assert_eq!(
+            events(&[r#"topic="prediction""#, r#"outcome="recorded""#]),
+            Some(3.0)
+        );
+        assert_eq!(
+            events(&[r#"topic="label""#, r#"outcome="joined_bootstrap""#]),
+            Some(1.0)
+        );
+        assert_eq!(
+            events(&[r#"topic="file""#, r#"outcome="dead_letter""#]),
+            Some(1.0)
+        );
+        // Pairs never counted have no series.
+        assert_eq!(events(&[r#"topic="features""#]), None);
+        assert_eq!(c.events(Some(EventKind::Prediction), Outcome::Recorded), 0);
+        let names: std::collections::HashSet<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(names.len(), Outcome::ALL.len());
+        assert!(Outcome::ALL.iter().enumerate().all(|(i, o)| o.index() == i));
     }
 
     #[test]

@@ -541,12 +541,11 @@ mod tests {
         /// wait for the baseline, which is never full, until the end).
         fn predictions(mut self) -> u64 {
             self.monitor.finish(&mut self.out);
-            self.monitor
-                .counts()
-                .events
+            let counts = self.monitor.counts();
+            crate::telemetry::Outcome::ALL
                 .iter()
-                .filter(|((kind, outcome), _)| *kind == "prediction" && *outcome != "dead_letter")
-                .map(|(_, n)| n)
+                .filter(|&&o| o != crate::telemetry::Outcome::DeadLetter)
+                .map(|&o| counts.events(Some(crate::event::EventKind::Prediction), o))
                 .sum()
         }
     }

@@ -33,7 +33,7 @@ impl Monitor {
         e: &Event<'_>,
         input: Input<'_>,
         from_waiting: bool,
-    ) -> &'static str {
+    ) -> Outcome {
         let origin = Origin {
             input: ii as u32,
             offset: input.offset,
@@ -43,7 +43,7 @@ impl Monitor {
             EventKind::Label => self.apply_label(e, origin),
             EventKind::Features => self.apply_features(e, origin),
         };
-        if !matches!(outcome, "held" | "waiting") {
+        if !matches!(outcome, Outcome::Held | Outcome::Waiting) {
             self.inputs[ii].offsets.note(pane, input.offset);
         }
         outcome
@@ -55,9 +55,9 @@ impl Monitor {
         input: Input<'_>,
         origin: Origin,
         from_waiting: bool,
-    ) -> (&'static str, Option<i64>) {
+    ) -> (Outcome, Option<i64>) {
         let Some(mi) = self.model_slot(&e.model_id, e.timestamp_ms) else {
-            return ("limit", None);
+            return (Outcome::Limit, None);
         };
         let version = e
             .model_version
@@ -81,7 +81,7 @@ impl Monitor {
                 None => {
                     self.counts
                         .limit_for("versions", 1, format_args!("{}/{version}", e.model_id));
-                    return ("limit", None);
+                    return (Outcome::Limit, None);
                 }
             }
         }
@@ -120,7 +120,7 @@ impl Monitor {
             cfg,
             counts,
         );
-        if outcome == "waiting" {
+        if outcome == Outcome::Waiting {
             *waiting_seq += 1;
             model.versions[vi].waiting.push(Waiting {
                 ts: e.timestamp_ms,
@@ -134,14 +134,14 @@ impl Monitor {
             if model.versions[vi].waiting.len() > waiting_cap(cfg) {
                 self.waiting_overflow = Some(mi);
             }
-            return ("waiting", None);
+            return (Outcome::Waiting, None);
         }
         if no_slot_left && model.established() {
             counts.limit_for("models", 1, format_args!("{}", e.model_id));
             self.evict_model(mi, EvictionReason::Capacity);
-            return ("limit", None);
+            return (Outcome::Limit, None);
         }
-        if outcome == "bootstrapped" {
+        if outcome == Outcome::Bootstrapped {
             if let Phase::Active(a) = &model.versions[vi].phase {
                 let (profile, starts) = (Arc::clone(&a.profile), a.starts_ms);
                 new_profiles.push((Arc::clone(&profile), starts));
@@ -158,12 +158,15 @@ impl Monitor {
                 }
             }
         }
-        if outcome == "recorded" {
+        if outcome == Outcome::Recorded {
             model.versions[vi]
                 .recent
                 .push(e.timestamp_ms, input.payload);
         }
-        if !matches!(outcome, "recorded" | "bootstrap" | "bootstrapped") {
+        if !matches!(
+            outcome,
+            Outcome::Recorded | Outcome::Bootstrap | Outcome::Bootstrapped
+        ) {
             return (outcome, pane);
         }
         let p = e.prediction.as_ref().expect("predictions have a payload");
@@ -257,11 +260,7 @@ impl Monitor {
         }
     }
 
-    pub(super) fn apply_label(
-        &mut self,
-        e: &Event<'_>,
-        origin: Origin,
-    ) -> (&'static str, Option<i64>) {
+    pub(super) fn apply_label(&mut self, e: &Event<'_>, origin: Origin) -> (Outcome, Option<i64>) {
         let cfg: &Config = &self.cfg;
         let Some(p) = self.joins.take_for_label(&e.event_id) else {
             // The prediction has not arrived yet (or never will): hold the label, bounded.
@@ -278,10 +277,10 @@ impl Monitor {
                 cfg.limits.max_pending_joins,
             );
             self.counts.join_misses += evicted;
-            return ("held", None);
+            return (Outcome::Held, None);
         };
         let Some(v) = pending_version(&mut self.models, &mut self.counts, &p, origin.input) else {
-            return ("unjoined", None);
+            return (Outcome::Unjoined, None);
         };
         let l = LabelRef {
             ts: e.timestamp_ms,
@@ -295,7 +294,7 @@ impl Monitor {
         &mut self,
         e: &Event<'_>,
         origin: Origin,
-    ) -> (&'static str, Option<i64>) {
+    ) -> (Outcome, Option<i64>) {
         let cfg: &Config = &self.cfg;
         let Some(p) = self.joins.take_features_slot(&e.event_id) else {
             // The prediction has not arrived yet (or never will): hold the features, bounded.
@@ -322,10 +321,10 @@ impl Monitor {
                 (cfg.limits.max_pending_joins / 4).max(1),
             );
             self.counts.join_expired += evicted;
-            return ("held", None);
+            return (Outcome::Held, None);
         };
         let Some(v) = pending_version(&mut self.models, &mut self.counts, &p, origin.input) else {
-            return ("unjoined", None);
+            return (Outcome::Unjoined, None);
         };
         record_late_features(v, p.ts, &e.features, &mut self.counts)
     }

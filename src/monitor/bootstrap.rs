@@ -156,6 +156,6 @@ impl Monitor {
             payload: &w.payload,
         };
         let outcome = self.apply(ii, &e, input, true);
-        self.counts.event(EventKind::Prediction.as_str(), outcome);
+        self.counts.event(Some(EventKind::Prediction), outcome);
     }
 }

@@ -134,7 +134,8 @@ impl Monitor {
     /// Unpins the offsets of predictions that waited for an evicted version's baseline.
     pub(super) fn give_up_waiting(&mut self, waiting: std::collections::BinaryHeap<Waiting>) {
         for w in waiting {
-            self.counts.event(EventKind::Prediction.as_str(), "evicted");
+            self.counts
+                .event(Some(EventKind::Prediction), Outcome::Evicted);
             if let Some(inp) = self.inputs.get_mut(w.origin.input as usize) {
                 inp.offsets.unpin(w.origin.offset);
                 inp.offsets.note(None, w.origin.offset);
@@ -354,13 +355,7 @@ mod tests {
         feed(&mut m, &mut offset, label);
         // The label input's clock decides about its first event at the end.
         m.finish(&mut Vec::new());
-        let joined = |m: &Monitor| {
-            m.counts()
-                .events
-                .iter()
-                .find(|((kind, outcome), _)| *kind == "label" && *outcome == "joined")
-                .map_or(0, |(_, n)| *n)
-        };
+        let joined = |m: &Monitor| m.counts().events(Some(EventKind::Label), Outcome::Joined);
         assert_eq!(joined(&m), 1, "{:?}", m.counts());
     }
 }

@@ -40,7 +40,7 @@ use crate::state::join::{
 };
 use crate::state::offsets::OffsetTracker;
 use crate::state::{same_str, Baselines, Input};
-use crate::telemetry::{Counts, Evicted, EvictionReason, Telemetry};
+use crate::telemetry::{Counts, Evicted, EvictionReason, Outcome, Telemetry};
 use version::{
     activate, predicted_positive, record_label, record_late_features, record_prediction,
     version_slot, LabelRef, ModelState, Phase, VersionState, Waiting,
@@ -286,8 +286,7 @@ impl Monitor {
     }
 
     fn dead_letter(&mut self, input: Input<'_>, err: &DecodeError, out: &mut Vec<Output>) {
-        let kind_label = input.kind.map(EventKind::as_str).unwrap_or("file");
-        self.counts.event(kind_label, "dead_letter");
+        self.counts.event(input.kind, Outcome::DeadLetter);
         *self.counts.dead_letters.entry(err.reason()).or_insert(0) += 1;
         out.push(Output::DeadLetter(DeadLetter {
             reason: err.reason(),
@@ -347,9 +346,9 @@ impl Monitor {
     fn handle(&mut self, ii: usize, e: &Event<'_>, input: Input<'_>, out: &mut Vec<Output>) {
         let kind = e.kind;
         let outcome = self.apply(ii, e, input, false);
-        if outcome != "waiting" {
+        if outcome != Outcome::Waiting {
             // Counted when it leaves the queue.
-            self.counts.event(kind.as_str(), outcome);
+            self.counts.event(Some(kind), outcome);
         }
         if let Some(mi) = self.waiting_overflow.take() {
             self.counts.limit("bootstrap_waiting");

@@ -11,7 +11,7 @@ use crate::state::join::{hash_str, Origin, Pending, MAX_JOIN_ATTRIBUTES, NO_GROU
 use crate::state::pane::{self, FeaturePane, Pane};
 use crate::state::window::SlidingWindow;
 use crate::state::{same_str, Baselines, Detectors, FeatureLookup, GroupIndex};
-use crate::telemetry::Counts;
+use crate::telemetry::{Counts, Outcome};
 
 /// A version's window, once its profile is known.
 #[derive(Debug)]
@@ -201,7 +201,7 @@ pub(super) fn record_label(
     p: &Pending,
     l: LabelRef<'_>,
     counts: &mut Counts,
-) -> (&'static str, Option<i64>) {
+) -> (Outcome, Option<i64>) {
     let truth_positive = match l.label {
         Some("1") | Some("true") => Some(true),
         Some("0") | Some("false") => Some(false),
@@ -215,15 +215,15 @@ pub(super) fn record_label(
         v.detectors.update(err);
     }
     let Phase::Active(a) = &mut v.phase else {
-        return ("joined_bootstrap", None);
+        return (Outcome::JoinedBootstrap, None);
     };
     if l.ts < a.starts_ms {
-        return ("joined_bootstrap", None);
+        return (Outcome::JoinedBootstrap, None);
     }
     let idx = a.window.pane_of(l.ts);
     let Some(pane) = a.window.pane_mut(l.ts) else {
         counts.late += 1;
-        return ("late", None);
+        return (Outcome::Late, None);
     };
     if let (Some(t), Some(pp)) = (truth_positive, p.positive) {
         let score = if p.score.is_finite() {
@@ -244,7 +244,7 @@ pub(super) fn record_label(
     } else if let (Some(y), true) = (l.value, p.score.is_finite()) {
         pane.regression.record(y, p.score);
     }
-    ("joined", Some(idx))
+    (Outcome::Joined, Some(idx))
 }
 
 /// Index of `version` in the model, created when new (the caller makes room first: see
@@ -358,10 +358,10 @@ pub(super) fn record_prediction(
     from_waiting: bool,
     cfg: &Config,
     counts: &mut Counts,
-) -> (&'static str, Option<i64>, Groups) {
+) -> (Outcome, Option<i64>, Groups) {
     if !from_waiting && matches!(v.phase, Phase::Bootstrapping { .. }) {
         // The caller keeps it in `waiting` until the model's watermark passes it.
-        return ("waiting", None, [NO_GROUP; MAX_JOIN_ATTRIBUTES]);
+        return (Outcome::Waiting, None, [NO_GROUP; MAX_JOIN_ATTRIBUTES]);
     }
     v.events += 1;
     // Attributes are indexed whatever the phase, so joins can carry group indices.
@@ -426,22 +426,22 @@ pub(super) fn record_prediction(
                         );
                         v.phase =
                             Phase::Active(Box::new(activate(Arc::new(profile), cfg, starts_ms)));
-                        return ("bootstrapped", None, groups);
+                        return (Outcome::Bootstrapped, None, groups);
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "baseline bootstrap failed; collecting again");
                     }
                 }
             }
-            ("bootstrap", None, groups)
+            (Outcome::Bootstrap, None, groups)
         }
-        Phase::Active(a) if e.timestamp_ms < a.starts_ms => ("bootstrap", None, groups),
+        Phase::Active(a) if e.timestamp_ms < a.starts_ms => (Outcome::Bootstrap, None, groups),
         Phase::Active(a) => {
             let idx = a.window.pane_of(e.timestamp_ms);
             let mark = v.events;
             let Some(pane) = a.window.pane_mut(e.timestamp_ms) else {
                 counts.late += 1;
-                return ("late", None, groups);
+                return (Outcome::Late, None, groups);
             };
             record_into_pane(
                 pane,
@@ -463,7 +463,7 @@ pub(super) fn record_prediction(
                     sel[gi as usize].positive += u64::from(positive == Some(true));
                 }
             }
-            ("recorded", Some(idx), groups)
+            (Outcome::Recorded, Some(idx), groups)
         }
     }
 }
@@ -581,22 +581,22 @@ pub(super) fn record_late_features(
     ts: i64,
     features: &[(std::borrow::Cow<'_, str>, FeatureValue<'_>)],
     counts: &mut Counts,
-) -> (&'static str, Option<i64>) {
+) -> (Outcome, Option<i64>) {
     match &mut v.phase {
         Phase::Bootstrapping { builder, .. } => {
             for (name, value) in features {
                 builder.push_feature(name, value);
             }
-            ("joined_bootstrap", None)
+            (Outcome::JoinedBootstrap, None)
         }
-        Phase::Active(a) if ts < a.starts_ms => ("joined_bootstrap", None),
+        Phase::Active(a) if ts < a.starts_ms => (Outcome::JoinedBootstrap, None),
         Phase::Active(a) => {
             let idx = a.window.pane_of(ts);
             v.events += 1;
             let mark = v.events;
             let Some(pane) = a.window.pane_mut(ts) else {
                 counts.late += 1;
-                return ("late", None);
+                return (Outcome::Late, None);
             };
             record_features(
                 pane,
@@ -607,7 +607,7 @@ pub(super) fn record_late_features(
                 features,
                 counts,
             );
-            ("joined", Some(idx))
+            (Outcome::Joined, Some(idx))
         }
     }
 }
