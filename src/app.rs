@@ -84,7 +84,7 @@ pub async fn run(
     }
     let snapshots = SnapshotWriter::from_config(&cfg)?;
     if let Some(counts) = snapshots.upload_counts() {
-        telemetry.export_uploads(counts);
+        crate::sink::metrics::export_uploads(&telemetry, counts);
     }
     let monitor = Monitor::new(Arc::clone(&cfg), baselines, Clock::Wall)
         .with_telemetry(telemetry.clone())
@@ -206,7 +206,7 @@ fn spawn_webhooks(
         .iter()
         .map(|w| WebhookSink::new(w.clone()).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
-    telemetry.export_webhooks(sinks.clone());
+    crate::sink::metrics::export_webhooks(telemetry, sinks.clone());
     Ok(sinks
         .into_iter()
         .map(|s| WebhookQueue::spawn(s, tasks, give_up.clone()))

@@ -5,9 +5,6 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::event::format_rfc3339_ms;
-use crate::state::window::WindowBounds;
-
 /// The constant `type` of an output object. (A named type also keeps serde from reading it as
 /// borrowed from the input: outputs are read back from any JSON, owned or not.)
 pub type TypeTag = &'static str;
@@ -87,16 +84,6 @@ pub struct WindowRef {
     pub end: String,
     /// Events in the window.
     pub count: u64,
-}
-
-impl From<WindowBounds> for WindowRef {
-    fn from(b: WindowBounds) -> Self {
-        WindowRef {
-            start: format_rfc3339_ms(b.start_ms),
-            end: format_rfc3339_ms(b.end_ms),
-            count: b.count,
-        }
-    }
 }
 
 /// The baseline an output compared against.

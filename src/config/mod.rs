@@ -696,6 +696,16 @@ pub struct BaselineFile {
     pub path: PathBuf,
 }
 
+/// Splits `s3://bucket/prefix` into bucket and prefix (without trailing slash).
+pub fn parse_s3_url(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return None;
+    }
+    Some((bucket.to_string(), prefix.trim_matches('/').to_string()))
+}
+
 /// S3-compatible object storage for trigger snapshots (see `sink::s3`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -1074,7 +1084,7 @@ impl Config {
         };
         share("drift.dataset_share", self.drift.dataset_share, &mut p);
         let st = &self.storage;
-        if !st.snapshots_url.is_empty() && crate::sink::s3::parse_url(&st.snapshots_url).is_none() {
+        if !st.snapshots_url.is_empty() && parse_s3_url(&st.snapshots_url).is_none() {
             p.push(format!(
                 "storage.snapshots_url must look like s3://bucket/prefix, got {:?}",
                 st.snapshots_url

@@ -3,6 +3,7 @@
 
 pub mod fanout;
 pub mod kafka;
+pub mod metrics;
 pub mod s3;
 pub mod snapshot;
 pub mod webhook;

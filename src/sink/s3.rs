@@ -18,7 +18,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::config::StorageConfig;
+use crate::config::{parse_s3_url as parse_url, StorageConfig};
 
 /// Where snapshots go and how to sign for it.
 #[derive(Clone)]
@@ -43,16 +43,6 @@ impl std::fmt::Debug for S3Target {
             .field("region", &self.region)
             .finish_non_exhaustive()
     }
-}
-
-/// Splits `s3://bucket/prefix` into bucket and prefix (without trailing slash).
-pub fn parse_url(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("s3://")?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return None;
-    }
-    Some((bucket.to_string(), prefix.trim_matches('/').to_string()))
 }
 
 impl S3Target {

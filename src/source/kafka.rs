@@ -5,7 +5,7 @@
 //! the window) and the sink has flushed those outputs. librdkafka auto-commits stored offsets; the
 //! loop also commits synchronously on partition revocation and at shutdown.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,23 +15,23 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, InputFormat};
-use crate::event::{decode, EventKind};
+use crate::event::EventKind;
 use crate::ingest::Ingest;
 use crate::monitor::Monitor;
 use crate::output::Output;
 use crate::sink::fanout::Fanout;
 use crate::sink::kafka::KafkaSink;
-use crate::state::Input;
 use crate::telemetry::Telemetry;
 
-use super::pacing::{self, Positions, Tp};
+use super::batch::{process_batch, store_progress, MAX_BATCH};
+use super::flow::Pacing;
+use super::pacing::Tp;
 use super::restore;
 
 /// Errors that stop the source.
@@ -358,7 +358,7 @@ pub fn check_copartitioning(cfg: &Config) -> Result<(), SourceError> {
     Ok(())
 }
 
-fn kind_of(cfg: &Config, topic: &str) -> Option<EventKind> {
+pub(super) fn kind_of(cfg: &Config, topic: &str) -> Option<EventKind> {
     if cfg.input.format != InputFormat::Driftwatch {
         // Other formats' messages become predictions, on whatever topic they come.
         Some(EventKind::Prediction)
@@ -638,279 +638,4 @@ fn start_offsets(
         starts.push((tp, start, marks.map(|(_, hi)| hi)));
     }
     starts
-}
-
-/// Inputs paused and where inputs start.
-#[derive(Default)]
-struct Pacing {
-    paused: BTreeSet<Tp>,
-    positions: Positions,
-}
-
-impl Pacing {
-    fn revoked(&mut self, tp: &Tp) {
-        self.paused.remove(tp);
-        self.positions.revoked(tp);
-    }
-
-    /// Tells the monitor which inputs have nothing left to fetch.
-    fn idle(
-        &mut self,
-        consumer: &StreamConsumer<SourceContext>,
-        monitor: &mut Monitor,
-        idle_after: Duration,
-        out: &mut Vec<Output>,
-    ) {
-        let now = std::time::Instant::now();
-        let changed: Vec<(String, i32, bool)> = monitor
-            .inputs()
-            .filter_map(|v| {
-                let high = cached_high_watermark(consumer, v.topic, v.partition);
-                let idle = self.positions.idle(&v, high, now, idle_after)?;
-                (idle != v.idle).then(|| (v.topic.to_string(), v.partition, idle))
-            })
-            .collect();
-        for (topic, partition, idle) in changed {
-            tracing::debug!(%topic, partition, idle, "input idle");
-            monitor.set_idle(&topic, partition, idle, out);
-        }
-    }
-
-    /// Tells the monitor which idle inputs have data to fetch again. Run before every batch: a
-    /// fetch response that brings one partition's new messages updates the high watermarks of
-    /// the others it covers, so an idle input that is about to deliver holds the watermarks
-    /// back before the other inputs' messages of the same response are processed.
-    fn wake(&mut self, consumer: &StreamConsumer<SourceContext>, monitor: &mut Monitor) {
-        let woken: Vec<(String, i32)> = monitor
-            .inputs()
-            .filter(|v| v.idle)
-            .filter_map(|v| {
-                let high = cached_high_watermark(consumer, v.topic, v.partition)?;
-                let position = v
-                    .next_offset
-                    .or_else(|| self.positions.start(v.topic, v.partition))?;
-                (position < high).then(|| (v.topic.to_string(), v.partition))
-            })
-            .collect();
-        for (topic, partition) in woken {
-            tracing::debug!(%topic, partition, "input has data again");
-            monitor.set_idle(&topic, partition, false, &mut Vec::new());
-        }
-    }
-
-    /// Pauses the inputs that run ahead, resumes those that are back within reach.
-    fn pace(
-        &mut self,
-        consumer: &StreamConsumer<SourceContext>,
-        monitor: &Monitor,
-        max_ahead_ms: i64,
-        telemetry: &Telemetry,
-    ) {
-        let views: Vec<_> = monitor.inputs().collect();
-        let plan = pacing::plan(
-            &views,
-            &self.paused,
-            max_ahead_ms,
-            monitor.held_for_join(),
-            monitor.bootstrap_fill(),
-        );
-        for (tps, pause) in [(plan.pause, true), (plan.resume, false)] {
-            if tps.is_empty() {
-                continue;
-            }
-            let mut tpl = TopicPartitionList::new();
-            for (t, p) in &tps {
-                tpl.add_partition(t, *p);
-            }
-            let res = if pause {
-                consumer.pause(&tpl)
-            } else {
-                consumer.resume(&tpl)
-            };
-            if let Err(e) = res {
-                tracing::warn!(error = %e, pause, "pause/resume failed");
-                continue;
-            }
-            for tp in tps {
-                tracing::debug!(topic = %tp.0, partition = tp.1, pause, "input paced");
-                if pause {
-                    self.paused.insert(tp);
-                } else {
-                    self.paused.remove(&tp);
-                }
-            }
-        }
-        telemetry.paused_partitions.set(self.paused.len() as i64);
-    }
-}
-
-/// The high watermark librdkafka last saw for a partition (updated by every fetch response,
-/// no request of its own); `None` before the first.
-fn cached_high_watermark(
-    consumer: &StreamConsumer<SourceContext>,
-    topic: &str,
-    partition: i32,
-) -> Option<i64> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1_i64, -1_i64);
-    // SAFETY: the client handle is valid while `consumer` lives; librdkafka reads the
-    // NUL-terminated topic name and writes the two offsets, nothing else.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some(high)
-}
-
-/// Messages taken from the consumer at a time when they are ready.
-const MAX_BATCH: usize = 1024;
-
-/// Batches at least this long are decoded on a second thread.
-const PARALLEL_MIN: usize = 128;
-
-/// Messages decoded and handed over at a time.
-const DECODE_BATCH: usize = 64;
-
-/// Processes messages in order. A long batch is decoded on a scoped second thread, a few
-/// messages ahead of the monitor; the monitor sees the same events in the same order either
-/// way.
-fn process_batch<M: Message>(
-    cfg: &Config,
-    messages: &[M],
-    ingest: &mut Ingest,
-    monitor: &mut Monitor,
-    outputs: &mut Vec<Output>,
-    emit: &mut impl FnMut(&Output),
-) {
-    if !matches!(ingest, Ingest::Driftwatch) {
-        // Formats that read headers and keys; v1 messages below never collect their headers.
-        let mut headers: Vec<(&str, &[u8])> = Vec::new();
-        for m in messages {
-            headers.clear();
-            if let Some(h) = m.headers() {
-                headers.extend(h.iter().map(|h| (h.key, h.value.unwrap_or_default())));
-            }
-            let message = crate::ingest::Message {
-                topic: m.topic(),
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key(),
-                headers: &headers,
-                timestamp_ms: m.timestamp().to_millis(),
-                payload: m.payload().unwrap_or_default(),
-            };
-            ingest.process(message, monitor, outputs);
-            outputs.drain(..).for_each(|o| emit(&o));
-        }
-        return;
-    }
-    let inputs: Vec<Input<'_>> = messages
-        .iter()
-        .map(|m| {
-            let topic = m.topic();
-            Input {
-                kind: kind_of(cfg, topic),
-                topic,
-                partition: m.partition(),
-                offset: m.offset(),
-                payload: m.payload().unwrap_or_default(),
-            }
-        })
-        .collect();
-    if inputs.len() < PARALLEL_MIN {
-        for input in inputs {
-            monitor.process(input, outputs);
-            outputs.drain(..).for_each(|o| emit(&o));
-        }
-        return;
-    }
-    let max_bytes = monitor.max_event_bytes();
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(4);
-        let all = &inputs;
-        scope.spawn(move || {
-            for chunk in all.chunks(DECODE_BATCH) {
-                let decoded: Vec<_> = chunk
-                    .iter()
-                    .map(|i| decode(i.payload, i.kind, max_bytes))
-                    .collect();
-                if tx.send(decoded).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut next = inputs.iter();
-        for decoded in rx {
-            for d in &decoded {
-                let input = *next.next().expect("one decoded event per input");
-                monitor.process_decoded(input, d, outputs);
-                outputs.drain(..).for_each(|o| emit(&o));
-            }
-        }
-    });
-}
-
-/// Stores the offsets the monitor no longer needs, after the outputs they produced are
-/// acknowledged.
-fn store_progress(
-    cfg: &Config,
-    consumer: &StreamConsumer<SourceContext>,
-    monitor: &mut Monitor,
-    sink: &KafkaSink,
-    stored: &mut BTreeMap<Tp, i64>,
-) {
-    // Bootstrapped baselines become durable before the offsets of their events are stored.
-    for (p, starts) in monitor.take_new_profiles() {
-        let key =
-            super::restore::state_key(&cfg.kafka.group_id, &p.model_id, p.model_version.as_deref());
-        let record = super::restore::StateBaseline {
-            profile: Arc::unwrap_or_clone(p),
-            window_starts_ms: (starts != i64::MIN).then_some(starts),
-        };
-        sink.send_state(
-            &key,
-            &serde_json::to_vec(&record).expect("baselines serialize"),
-        );
-    }
-    // The alert and trigger state of the windows evaluated so far, before the offsets after
-    // them: a restart carries on from there instead of counting windows afresh.
-    for c in monitor.take_checkpoints() {
-        let key = super::restore::checkpoint_key(&cfg.kafka.group_id, &c.model_id);
-        sink.send_state(
-            &key,
-            &serde_json::to_vec(&c).expect("checkpoints serialize"),
-        );
-    }
-    let progress = monitor.committable();
-    if progress.is_empty() {
-        return;
-    }
-    if let Err(e) = sink.flush(cfg.kafka.drain_timeout) {
-        tracing::error!(error = %e, "outputs not acknowledged; offsets not stored");
-        return;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), next) in progress {
-        let key = (topic, partition);
-        if stored.get(&key).is_some_and(|s| *s >= next) {
-            continue;
-        }
-        if tpl
-            .add_partition_offset(&key.0, partition, Offset::Offset(next))
-            .is_ok()
-        {
-            stored.insert(key, next);
-        }
-    }
-    if tpl.count() > 0 {
-        if let Err(e) = consumer.store_offsets(&tpl) {
-            tracing::warn!(error = %e, "storing offsets failed");
-        }
-    }
 }

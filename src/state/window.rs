@@ -36,6 +36,16 @@ pub struct WindowBounds {
     pub full: bool,
 }
 
+impl From<WindowBounds> for crate::output::WindowRef {
+    fn from(b: WindowBounds) -> Self {
+        crate::output::WindowRef {
+            start: crate::event::format_rfc3339_ms(b.start_ms),
+            end: crate::event::format_rfc3339_ms(b.end_ms),
+            count: b.count,
+        }
+    }
+}
+
 /// Sliding window over panes of summary `P`.
 #[derive(Debug)]
 pub struct SlidingWindow<P> {
