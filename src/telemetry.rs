@@ -706,11 +706,11 @@ fn remove_series<T: MetricVecBuilder>(vec: &MetricVec<T>, model_id: &str, versio
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The value of the one sample of `name` whose labels include all of `labels`.
-    fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    pub(crate) fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         text.lines()
             .filter(|l| l.starts_with(&format!("{name}{{")))
             .find(|l| labels.iter().all(|lab| l.contains(lab)))

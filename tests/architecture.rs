@@ -36,7 +36,14 @@ fn code_of(path: &Path) -> Option<String> {
         return None;
     }
     let text = std::fs::read_to_string(path).unwrap();
-    let end = text.find("#[cfg(test)]\nmod tests").unwrap_or(text.len());
+    let end = [
+        "#[cfg(test)]\nmod tests",
+        "#[cfg(test)]\npub(crate) mod tests",
+    ]
+    .iter()
+    .filter_map(|m| text.find(m))
+    .min()
+    .unwrap_or(text.len());
     Some(text[..end].to_string())
 }
 

@@ -151,14 +151,7 @@ mod tests {
     use crate::config::webhook::{WebhookConfig, WebhookTemplate};
     use crate::output::{DeadLetter, Output};
     use crate::sink::webhook::Undelivered;
-
-    /// The value of the one sample of `name` whose labels include all of `labels`.
-    fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-        text.lines()
-            .filter(|l| l.starts_with(&format!("{name}{{")))
-            .find(|l| labels.iter().all(|lab| l.contains(lab)))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-    }
+    use crate::telemetry::tests::sample;
 
     #[test]
     fn snapshot_upload_counts_are_read_at_each_scrape() {
