@@ -83,6 +83,7 @@ pub async fn run(
         return Ok(());
     }
     let snapshots = SnapshotWriter::from_config(&cfg)?;
+    crate::sink::metrics::export_snapshot_writes(&telemetry, snapshots.write_counts());
     if let Some(counts) = snapshots.upload_counts() {
         crate::sink::metrics::export_uploads(&telemetry, counts);
     }
@@ -94,7 +95,7 @@ pub async fn run(
     // caller's hook are best effort.
     let sink = KafkaSink::new(&cfg, telemetry.clone())?;
     let give_up = CancellationToken::new();
-    let mut outputs = Fanout::new(sink.clone());
+    let mut outputs = Fanout::new(sink.clone()).with_snapshots(snapshots.clone());
     for queue in spawn_webhooks(&cfg, &telemetry, &tasks, give_up.clone())? {
         outputs = outputs.with_webhook(queue);
     }

@@ -161,6 +161,38 @@ pub struct RetrainTrigger {
     pub emitted_at: String,
 }
 
+/// Where the events behind a trigger are kept (`evidence.snapshot`): a Parquet file of the
+/// most recent events of the triggering window, and its copy in object storage when there is
+/// one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRef {
+    /// Always `parquet`.
+    pub format: String,
+    /// The file.
+    pub path: String,
+    /// Rows in it.
+    pub events: usize,
+    /// What it holds.
+    pub note: String,
+    /// Its copy in object storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// The offsets of the predictions of a trigger's window in one input partition
+/// (`evidence.input`, and `evidence.inputs` when there are several).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputRange {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// First offset of the window's predictions.
+    pub from_offset: i64,
+    /// Last offset of the window's predictions.
+    pub to_offset: i64,
+}
+
 /// One alert behind a trigger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

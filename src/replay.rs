@@ -133,6 +133,17 @@ fn start(cfg: Config, input: &Path) -> anyhow::Result<(Monitor, String)> {
     Ok((monitor, name))
 }
 
+/// The fan-out, its triggers published once the snapshots they name are written.
+fn with_snapshots<G: crate::sink::fanout::GatingSink>(
+    sink: Fanout<G>,
+    monitor: &Monitor,
+) -> Fanout<G> {
+    match monitor.snapshot_writer() {
+        Some(w) => sink.with_snapshots(w.clone()),
+        None => sink,
+    }
+}
+
 /// Closes every window at the end of the file and completes the statistics.
 fn end<W: Write, D: Write>(
     mut monitor: Monitor,
@@ -186,7 +197,7 @@ fn replay_messages<W: Write, D: Write>(
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", input.display()))?;
     let mut ingest = Ingest::new(&cfg);
     let (mut monitor, name) = start(cfg, input)?;
-    let mut sink = Fanout::new(JsonLinesSink::new(out, dead_letters));
+    let mut sink = with_snapshots(Fanout::new(JsonLinesSink::new(out, dead_letters)), &monitor);
     let mut stats = ReplayStats::default();
     let mut outputs = Vec::new();
     let mut reader = std::io::BufReader::new(file);
@@ -282,7 +293,7 @@ fn replay_in_chunks<W: Write, D: Write>(
     };
     let (mut monitor, name) = start(cfg, input)?;
     let max_bytes = monitor.max_event_bytes();
-    let mut sink = Fanout::new(JsonLinesSink::new(out, dead_letters));
+    let mut sink = with_snapshots(Fanout::new(JsonLinesSink::new(out, dead_letters)), &monitor);
     let mut stats = ReplayStats::default();
     let mut outputs = Vec::new();
     let mut chunk = Vec::with_capacity(chunk_bytes + read_bytes);

@@ -2,6 +2,9 @@
 //! canary applied, outputs published once.
 
 use super::*;
+use crate::output::InputRange;
+use crate::policy::TriggerContext;
+use crate::state::window::WindowBounds;
 
 impl Monitor {
     /// Closes the panes that every model's watermark has passed, evaluating the windows they
@@ -103,69 +106,25 @@ impl Monitor {
             let first_output = out.len();
             for (vi, ev) in &evaluations {
                 let v = &mut model.versions[*vi];
-                let Some(idx) = v.policy.apply(cfg, ev, out_clock, ledger, out) else {
-                    continue;
+                let (model_id, feeders) = (&model.model_id, &model.feeders);
+                let (recent, phase, version) = (&v.recent, &v.phase, &v.version);
+                // A trigger names the snapshot of its window's events (written on the
+                // snapshot thread) and the offsets of its window's predictions.
+                let mut context = |trigger_id: &str| TriggerContext {
+                    snapshot: match (&*snapshots, phase) {
+                        (Some(writer), Phase::Active(a)) => Some(writer.submit(
+                            model_id,
+                            version,
+                            trigger_id,
+                            &a.profile,
+                            recent.between(ev.bounds.start_ms, ev.bounds.end_ms),
+                        )),
+                        _ => None,
+                    },
+                    inputs: input_ranges(inputs, feeders, ev.bounds, slide_ms),
                 };
-                let (Some(writer), Phase::Active(a), Some(Output::Trigger(t))) =
-                    (&*snapshots, &v.phase, out.get_mut(idx))
-                else {
-                    continue;
-                };
-                let events = v.recent.between(ev.bounds.start_ms, ev.bounds.end_ms);
-                let snapshot = match writer.write(
-                    &model.model_id,
-                    &v.version,
-                    &t.trigger_id,
-                    &a.profile,
-                    events,
-                ) {
-                    Ok((path, rows)) => {
-                        let mut s = serde_json::json!({
-                            "format": "parquet",
-                            "path": path.display().to_string(),
-                            "events": rows,
-                            "note": "the most recent events of the window, at most triggers.snapshot_events",
-                        });
-                        if let Some(url) = writer.upload(&path) {
-                            s["url"] = serde_json::json!(url);
-                        }
-                        s
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "snapshot not written");
-                        serde_json::json!({"error": e.to_string()})
-                    }
-                };
-                t.evidence["snapshot"] = snapshot;
-                // The input the trigger covers: offsets of the predictions in its window, per
-                // prediction input of the model.
-                let panes = (
-                    ev.bounds.start_ms.div_euclid(slide_ms),
-                    (ev.bounds.end_ms - 1).div_euclid(slide_ms),
-                );
-                let ranges: Vec<serde_json::Value> = model
-                    .feeders
-                    .iter()
-                    .map(|&f| &inputs[f as usize])
-                    .filter(|i| i.kind == EventKind::Prediction && !i.dropped)
-                    .filter_map(|i| {
-                        let (from, to) = i.offsets.range(panes.0, panes.1)?;
-                        Some(serde_json::json!({
-                            "topic": i.topic,
-                            "partition": i.partition,
-                            "from_offset": from,
-                            "to_offset": to,
-                        }))
-                    })
-                    .collect();
-                match ranges.len() {
-                    0 => {}
-                    1 => t.evidence["input"] = ranges.into_iter().next().expect("one"),
-                    _ => {
-                        t.evidence["input"] = ranges[0].clone();
-                        t.evidence["inputs"] = serde_json::Value::Array(ranges);
-                    }
-                }
+                v.policy
+                    .apply(cfg, ev, out_clock, ledger, &mut context, out);
             }
             crate::policy::canary::compare_versions(
                 cfg,
@@ -201,4 +160,29 @@ impl Monitor {
             }
         }
     }
+}
+
+/// The offsets of the predictions in a window, per prediction input of the model.
+fn input_ranges(
+    inputs: &[InputState],
+    feeders: &[u32],
+    bounds: WindowBounds,
+    slide_ms: i64,
+) -> Vec<InputRange> {
+    let first = bounds.start_ms.div_euclid(slide_ms);
+    let last = (bounds.end_ms - 1).div_euclid(slide_ms);
+    feeders
+        .iter()
+        .map(|&f| &inputs[f as usize])
+        .filter(|i| i.kind == EventKind::Prediction && !i.dropped)
+        .filter_map(|i| {
+            let (from_offset, to_offset) = i.offsets.range(first, last)?;
+            Some(InputRange {
+                topic: i.topic.clone(),
+                partition: i.partition,
+                from_offset,
+                to_offset,
+            })
+        })
+        .collect()
 }

@@ -194,7 +194,12 @@ impl Monitor {
         true
     }
 
-    /// Waits for the snapshot copies to object storage still queued.
+    /// The snapshot writer, when triggers come with snapshots.
+    pub fn snapshot_writer(&self) -> Option<&crate::sink::snapshot::SnapshotWriter> {
+        self.snapshots.as_ref()
+    }
+
+    /// Waits for the snapshots still being written and their copies to object storage.
     pub fn finish_snapshots(&self) {
         if let Some(s) = &self.snapshots {
             s.finish();

@@ -179,16 +179,17 @@ impl VersionPolicy {
         }
     }
 
-    /// Applies one evaluation: alert transitions, then trigger rules. Returns the trigger, if
-    /// one was emitted, so the caller can attach a snapshot.
+    /// Applies one evaluation: alert transitions, then trigger rules. A trigger is emitted
+    /// complete: `context` is asked, with its id, for the snapshot and input offsets it names.
     pub fn apply(
         &mut self,
         cfg: &Config,
         ev: &Evaluation,
         clock: &Clock,
         ledger: &mut TriggerLedger,
+        context: &mut dyn FnMut(&str) -> TriggerContext,
         out: &mut Vec<Output>,
-    ) -> Option<usize> {
+    ) {
         if self.first_seen_ms.is_none() {
             self.first_seen_ms = Some(ev.bounds.start_ms);
         }
@@ -271,7 +272,7 @@ impl VersionPolicy {
                 self.learned_accuracy = Some(1.0 - e);
             }
         }
-        self.apply_triggers(cfg, ev, clock, ledger, out)
+        self.apply_triggers(cfg, ev, clock, ledger, context, out);
     }
 
     /// Every alert this version has state for (each check that produced a finding): its kind,
@@ -295,8 +296,9 @@ impl VersionPolicy {
         ev: &Evaluation,
         clock: &Clock,
         ledger: &mut TriggerLedger,
+        context: &mut dyn FnMut(&str) -> TriggerContext,
         out: &mut Vec<Output>,
-    ) -> Option<usize> {
+    ) -> Option<()> {
         let t = cfg.triggers_for(&self.model_id);
         if !t.enabled {
             return None;
@@ -426,6 +428,25 @@ impl VersionPolicy {
                 )
             })
             .collect();
+        let TriggerContext { snapshot, inputs } = context(&trigger_id);
+        let mut evidence = json!({
+            "episode_started": format_rfc3339_ms(episode),
+            "windows_sustained": self.rule_windows,
+            "features": statistics,
+            "dataset_drift": ev.dataset.map(|d| json!({"share": d.share, "n_drifted": d.n_drifted, "n_features": d.n_features})),
+            "latency": ev.latency.as_ref().map(|l| json!({"quantiles_ms": l.quantiles.iter().cloned().collect::<BTreeMap<_,_>>(), "count": l.count})),
+            "error_rate": ev.summary.error_rate,
+        });
+        if let Some(snapshot) = snapshot {
+            evidence["snapshot"] = json!(snapshot);
+        }
+        // The first input as `input`; all of them as `inputs` when there are several.
+        if let Some(first) = inputs.first() {
+            evidence["input"] = json!(first);
+        }
+        if inputs.len() > 1 {
+            evidence["inputs"] = json!(inputs);
+        }
         ledger.record(&trigger_id, &self.model_id, &self.version, ev.bounds.end_ms);
         out.push(Output::Trigger(RetrainTrigger {
             type_: "retrain_trigger",
@@ -436,18 +457,20 @@ impl VersionPolicy {
             policy,
             window: WindowRef::from(ev.bounds),
             reference: ev.reference.clone(),
-            evidence: json!({
-                "episode_started": format_rfc3339_ms(episode),
-                "windows_sustained": self.rule_windows,
-                "features": statistics,
-                "dataset_drift": ev.dataset.map(|d| json!({"share": d.share, "n_drifted": d.n_drifted, "n_features": d.n_features})),
-                "latency": ev.latency.as_ref().map(|l| json!({"quantiles_ms": l.quantiles.iter().cloned().collect::<BTreeMap<_,_>>(), "count": l.count})),
-                "error_rate": ev.summary.error_rate,
-            }),
+            evidence,
             emitted_at: clock.stamp(ev.bounds.end_ms),
         }));
-        Some(out.len() - 1)
+        Some(())
     }
+}
+
+/// What the monitor completes a trigger with before it is emitted.
+#[derive(Debug, Default)]
+pub struct TriggerContext {
+    /// The snapshot of the window's events, when snapshots are written.
+    pub snapshot: Option<crate::output::SnapshotRef>,
+    /// The offsets of the window's predictions, per prediction input of the model.
+    pub inputs: Vec<crate::output::InputRange>,
 }
 
 /// Critical when the metric's configured critical threshold is reached in the direction of the
@@ -558,7 +581,14 @@ mod tests {
         let mut out = Vec::new();
         for (i, &b) in seq.iter().enumerate() {
             let ev = eval_at(start_s + 10 * i as i64, &[("f1", b), ("f2", false)]);
-            p.apply(cfg, &ev, &Clock::EventTime, ledger, &mut out);
+            p.apply(
+                cfg,
+                &ev,
+                &Clock::EventTime,
+                ledger,
+                &mut |_| TriggerContext::default(),
+                &mut out,
+            );
         }
         out
     }

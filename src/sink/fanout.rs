@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::output::Output;
 use crate::sink::kafka::KafkaSink;
+use crate::sink::snapshot::SnapshotWriter;
 use crate::sink::webhook::{Undelivered, WebhookSink};
 use crate::sink::JsonLinesSink;
 
@@ -67,6 +68,8 @@ pub struct Fanout<G> {
     gating: G,
     webhooks: Vec<WebhookQueue>,
     hooks: Vec<OutputHook>,
+    /// Triggers wait for the snapshots they name to be written.
+    snapshots: Option<SnapshotWriter>,
 }
 
 impl<G: GatingSink> Fanout<G> {
@@ -76,12 +79,22 @@ impl<G: GatingSink> Fanout<G> {
             gating,
             webhooks: Vec::new(),
             hooks: Vec::new(),
+            snapshots: None,
         }
     }
 
     /// Adds a webhook behind its queue.
     pub fn with_webhook(mut self, queue: WebhookQueue) -> Self {
         self.webhooks.push(queue);
+        self
+    }
+
+    /// Publishes a trigger only once the snapshots handed to `writer` are written: the file a
+    /// trigger names is there when a consumer reads the trigger. The writes run on the
+    /// writer's thread meanwhile; the source publishes a batch's outputs at its end, so the
+    /// consumer loop waits only for what is left of a write by then.
+    pub fn with_snapshots(mut self, writer: SnapshotWriter) -> Self {
+        self.snapshots = Some(writer);
         self
     }
 
@@ -94,6 +107,9 @@ impl<G: GatingSink> Fanout<G> {
     /// Publishes one output: to the gating sink (its error returned before any best-effort
     /// sink sees the output), then to every webhook queue and hook.
     pub fn publish(&mut self, o: &Output) -> Result<(), G::Error> {
+        if let (Some(writer), Output::Trigger(_)) = (&self.snapshots, o) {
+            writer.wait_written();
+        }
         self.gating.send(o)?;
         if !matches!(o, Output::DeadLetter(_)) {
             for w in &self.webhooks {

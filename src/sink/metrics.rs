@@ -34,6 +34,52 @@ pub fn export_webhooks(telemetry: &Telemetry, sinks: Vec<Arc<WebhookSink>>) {
     telemetry.register(Box::new(WebhookCollector::new(sinks)));
 }
 
+/// Exports the snapshot writer's counts as `driftwatch_snapshot_writes_total{outcome}`
+/// (`written`, `failed`).
+pub fn export_snapshot_writes(
+    telemetry: &Telemetry,
+    counts: Arc<crate::sink::snapshot::WriteCounts>,
+) {
+    telemetry.register(Box::new(WriteCollector(counts)));
+}
+
+/// `driftwatch_snapshot_writes_total{outcome}`, read from the snapshot writer at each scrape.
+struct WriteCollector(Arc<crate::sink::snapshot::WriteCounts>);
+
+impl WriteCollector {
+    fn family() -> IntCounterVec {
+        IntCounterVec::new(
+            Opts::new(
+                "driftwatch_snapshot_writes_total",
+                "Trigger snapshots written as Parquet, by outcome (failed: logged with the cause)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric")
+    }
+}
+
+impl Collector for WriteCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        static DESC: std::sync::OnceLock<Vec<Desc>> = std::sync::OnceLock::new();
+        DESC.get_or_init(|| Self::family().desc().into_iter().cloned().collect())
+            .iter()
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        use std::sync::atomic::Ordering;
+        let f = Self::family();
+        for (outcome, n) in [
+            ("written", self.0.written.load(Ordering::Relaxed)),
+            ("failed", self.0.failed.load(Ordering::Relaxed)),
+        ] {
+            f.with_label_values(&[outcome]).inc_by(n);
+        }
+        f.collect()
+    }
+}
+
 /// `driftwatch_snapshot_uploads_total{outcome}` (`uploaded`, `failed`), read from the snapshot
 /// uploader's counts at each scrape.
 struct UploadCollector {

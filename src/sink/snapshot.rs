@@ -3,7 +3,9 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Condvar, Mutex};
 
 use arrow_array::builder::{Float64Builder, StringBuilder, TimestampMillisecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
@@ -12,6 +14,7 @@ use parquet::arrow::ArrowWriter;
 
 use crate::baseline::{FeatureKind, Profile};
 use crate::event::{decode, FeatureValue};
+use crate::output::SnapshotRef;
 
 /// Messages up to this size are kept as they are (one copy); larger ones are kept as the fields
 /// a snapshot reads.
@@ -245,12 +248,144 @@ pub enum SnapshotError {
     },
 }
 
-/// Writes snapshots under a directory.
+/// Writes snapshots under a directory, on a thread of its own: the consumer loop hands over
+/// the rows ([`SnapshotWriter::submit`]) and goes on; the source waits for the writes
+/// ([`SnapshotWriter::wait_written`]) only before it publishes the triggers that name them.
 #[derive(Debug, Clone)]
 pub struct SnapshotWriter {
     dir: PathBuf,
     /// Copies each snapshot to object storage, when configured.
-    uploader: Option<std::sync::Arc<super::s3::Uploader>>,
+    uploader: Option<Arc<super::s3::Uploader>>,
+    queue: Arc<WriteQueue>,
+}
+
+/// Snapshots handed over and not written yet, at most; beyond, handing one over waits.
+const WRITE_QUEUE: usize = 8;
+
+/// Snapshot writes, by outcome (exported as `driftwatch_snapshot_writes_total{outcome}`).
+#[derive(Debug, Default)]
+pub struct WriteCounts {
+    /// Files written.
+    pub written: AtomicU64,
+    /// Writes that failed (logged with the cause; the trigger names a file that is not there).
+    pub failed: AtomicU64,
+}
+
+/// One snapshot to write.
+struct Job {
+    path: PathBuf,
+    profile: Arc<Profile>,
+    rows: Vec<SnapshotRow>,
+    /// Where the file is copied to in object storage, under which relative name.
+    upload: Option<(Arc<super::s3::Uploader>, String)>,
+}
+
+/// The writer thread and what it has still to do.
+#[derive(Debug)]
+struct WriteQueue {
+    tx: Mutex<Option<SyncSender<Job>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Jobs handed over and not finished.
+    pending: Mutex<usize>,
+    finished: Condvar,
+    counts: Arc<WriteCounts>,
+}
+
+impl WriteQueue {
+    fn start() -> Arc<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(WRITE_QUEUE);
+        let queue = Arc::new(WriteQueue {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(None),
+            pending: Mutex::new(0),
+            finished: Condvar::new(),
+            counts: Arc::default(),
+        });
+        // The thread holds what it reports to, not the queue: dropping the last writer closes
+        // the channel, and the thread ends once it has written what was handed over.
+        let (done, counts) = (Arc::downgrade(&queue), Arc::clone(&queue.counts));
+        let thread = std::thread::Builder::new()
+            .name("snapshot-write".into())
+            .spawn(move || {
+                for job in rx {
+                    match write_rows(&job.path, &job.profile, &job.rows) {
+                        Ok(()) => {
+                            counts.written.fetch_add(1, Ordering::Relaxed);
+                            if let Some((uploader, relative)) = &job.upload {
+                                uploader.upload(job.path.clone(), relative);
+                            }
+                        }
+                        Err(e) => {
+                            counts.failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, "snapshot not written");
+                        }
+                    }
+                    if let Some(q) = done.upgrade() {
+                        q.finish_one();
+                    }
+                }
+            });
+        match thread {
+            Ok(t) => *queue.thread.lock().expect("not poisoned") = Some(t),
+            Err(e) => {
+                // Without a thread, jobs are written where they are handed over.
+                tracing::warn!(error = %e, "snapshots written on the consumer loop");
+                queue.tx.lock().expect("not poisoned").take();
+            }
+        }
+        queue
+    }
+
+    fn finish_one(&self) {
+        let mut pending = self.pending.lock().expect("not poisoned");
+        *pending -= 1;
+        if *pending == 0 {
+            self.finished.notify_all();
+        }
+    }
+
+    /// Hands a job to the thread (waiting while the queue is full), or writes it here when
+    /// there is no thread.
+    fn submit(&self, job: Job) {
+        *self.pending.lock().expect("not poisoned") += 1;
+        let tx = self.tx.lock().expect("not poisoned").clone();
+        let job = match tx {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        match write_rows(&job.path, &job.profile, &job.rows) {
+            Ok(()) => {
+                self.counts.written.fetch_add(1, Ordering::Relaxed);
+                if let Some((uploader, relative)) = &job.upload {
+                    uploader.upload(job.path.clone(), relative);
+                }
+            }
+            Err(e) => {
+                self.counts.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "snapshot not written");
+            }
+        }
+        self.finish_one();
+    }
+
+    fn wait(&self) {
+        let mut pending = self.pending.lock().expect("not poisoned");
+        while *pending > 0 {
+            pending = self.finished.wait(pending).expect("not poisoned");
+        }
+    }
+}
+
+impl Drop for WriteQueue {
+    fn drop(&mut self) {
+        self.tx.lock().expect("not poisoned").take();
+        if let Some(t) = self.thread.lock().expect("not poisoned").take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn safe(s: &str) -> String {
@@ -271,6 +406,7 @@ impl SnapshotWriter {
         Self {
             dir: dir.to_path_buf(),
             uploader: None,
+            queue: WriteQueue::start(),
         }
     }
 
@@ -295,137 +431,164 @@ impl SnapshotWriter {
         self
     }
 
-    /// Where the snapshot at `path` (as [`SnapshotWriter::write`] returned it) is copied to
-    /// in object storage, when it is; queues the copy.
-    pub fn upload(&self, path: &Path) -> Option<String> {
-        let uploader = self.uploader.as_ref()?;
-        let relative = path.strip_prefix(&self.dir).ok()?;
-        let relative = relative.to_string_lossy().replace('\\', "/");
-        uploader.upload(path.to_path_buf(), &relative);
-        Some(uploader.url_of(&relative))
-    }
-
     /// Upload counts, when snapshots are copied to object storage.
     pub fn upload_counts(&self) -> Option<std::sync::Arc<super::s3::UploadCounts>> {
         self.uploader.as_deref().map(super::s3::Uploader::counts)
     }
 
-    /// Waits for the queued copies to object storage.
+    /// Write counts.
+    pub fn write_counts(&self) -> Arc<WriteCounts> {
+        Arc::clone(&self.queue.counts)
+    }
+
+    /// Waits until every snapshot handed over is written (or failed).
+    pub fn wait_written(&self) {
+        self.queue.wait();
+    }
+
+    /// Waits for the snapshots handed over, then for their copies to object storage.
     pub fn finish(&self) {
+        self.queue.wait();
         if let Some(u) = self.uploader.as_deref() {
             u.finish();
         }
     }
 
-    /// Writes the events as Parquet: `event_id`, `timestamp`, one column per profile feature
-    /// (Float64 or Utf8), `prediction_score`, `prediction_label`, `latency_ms`. Returns the
-    /// path and the number of rows.
-    pub fn write<'a>(
+    /// Hands the events over to be written as Parquet on the writer's thread, at
+    /// `<dir>/<model_id>/<version>/<trigger_id>.parquet` (see [`write_rows`] for the columns),
+    /// and says where the file will be: its path, rows and copy in object storage.
+    pub fn submit<'a>(
         &self,
         model_id: &str,
         version: &str,
         trigger_id: &str,
-        profile: &Profile,
+        profile: &Arc<Profile>,
         events: impl Iterator<Item = &'a KeptEvent>,
-    ) -> Result<(PathBuf, usize), SnapshotError> {
-        let dir = self.dir.join(safe(model_id)).join(safe(version));
-        let path = dir.join(format!("{}.parquet", safe(trigger_id)));
-        let shown = path.display().to_string();
-        std::fs::create_dir_all(&dir).map_err(|source| SnapshotError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let mut ids = StringBuilder::new();
-        let mut ts = TimestampMillisecondBuilder::new().with_timezone("UTC");
-        let mut score = Float64Builder::new();
-        let mut label = StringBuilder::new();
-        let mut latency = Float64Builder::new();
-        enum Col {
-            Num(Float64Builder),
-            Text(StringBuilder),
-        }
-        let mut cols: Vec<Col> = profile
-            .features
-            .iter()
-            .map(|f| match f.kind {
-                FeatureKind::Numeric(_) => Col::Num(Float64Builder::new()),
-                FeatureKind::Categorical(_) => Col::Text(StringBuilder::new()),
-            })
-            .collect();
-        let index = profile.feature_index();
-        let mut rows = 0;
-        for kept in events {
-            let Some(e) = kept.row() else {
-                continue;
-            };
-            rows += 1;
-            ids.append_value(&e.event_id);
-            ts.append_value(e.timestamp_ms);
-            score.append_option(e.score);
-            label.append_option(e.label.as_deref());
-            latency.append_option(e.latency_ms);
-            let mut row: Vec<Option<&SnapshotValue>> = vec![None; cols.len()];
-            for (k, v) in &e.features {
-                if let Some(&i) = index.get(k.as_str()) {
-                    row[i] = v.as_ref();
-                }
-            }
-            for (c, v) in cols.iter_mut().zip(&row) {
-                match (c, v) {
-                    (Col::Num(b), Some(SnapshotValue::Number(x))) => b.append_value(*x),
-                    (Col::Num(b), _) => b.append_null(),
-                    (Col::Text(b), Some(SnapshotValue::Text(s))) => b.append_value(s),
-                    (Col::Text(b), _) => b.append_null(),
-                }
-            }
-        }
-        let mut fields = vec![
-            Field::new("event_id", DataType::Utf8, false),
-            Field::new(
-                "timestamp",
-                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-                false,
-            ),
-        ];
-        let mut arrays: Vec<ArrayRef> = vec![Arc::new(ids.finish()), Arc::new(ts.finish())];
-        for (f, c) in profile.features.iter().zip(cols) {
-            match c {
-                Col::Num(mut b) => {
-                    fields.push(Field::new(&f.name, DataType::Float64, true));
-                    arrays.push(Arc::new(b.finish()));
-                }
-                Col::Text(mut b) => {
-                    fields.push(Field::new(&f.name, DataType::Utf8, true));
-                    arrays.push(Arc::new(b.finish()));
-                }
-            }
-        }
-        fields.push(Field::new("prediction_score", DataType::Float64, true));
-        arrays.push(Arc::new(score.finish()));
-        fields.push(Field::new("prediction_label", DataType::Utf8, true));
-        arrays.push(Arc::new(label.finish()));
-        fields.push(Field::new("latency_ms", DataType::Float64, true));
-        arrays.push(Arc::new(latency.finish()));
-        let schema = Arc::new(Schema::new(fields));
-        let enc = |e: &dyn std::fmt::Display| SnapshotError::Encode {
-            path: shown.clone(),
-            reason: e.to_string(),
+    ) -> SnapshotRef {
+        let relative = format!(
+            "{}/{}/{}.parquet",
+            safe(model_id),
+            safe(version),
+            safe(trigger_id)
+        );
+        let path = self.dir.join(&relative);
+        let rows: Vec<SnapshotRow> = events.filter_map(KeptEvent::row).collect();
+        let upload = self
+            .uploader
+            .as_ref()
+            .map(|u| (Arc::clone(u), relative.clone()));
+        let snapshot = SnapshotRef {
+            format: "parquet".into(),
+            path: path.display().to_string(),
+            events: rows.len(),
+            note: "the most recent events of the window, at most triggers.snapshot_events".into(),
+            url: upload.as_ref().map(|(u, r)| u.url_of(r)),
         };
-        let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| enc(&e))?;
-        let tmp = path.with_extension("parquet.tmp");
-        let file = std::fs::File::create(&tmp).map_err(|source| SnapshotError::Io {
-            path: tmp.display().to_string(),
-            source,
-        })?;
-        let mut w = ArrowWriter::try_new(file, schema, None).map_err(|e| enc(&e))?;
-        w.write(&batch).map_err(|e| enc(&e))?;
-        w.close().map_err(|e| enc(&e))?;
-        std::fs::rename(&tmp, &path).map_err(|source| SnapshotError::Io {
-            path: shown.clone(),
-            source,
-        })?;
-        Ok((path, rows))
+        self.queue.submit(Job {
+            path,
+            profile: Arc::clone(profile),
+            rows,
+            upload,
+        });
+        snapshot
     }
+}
+
+/// Writes the rows as Parquet at `path` (through a temporary file renamed into place, so the
+/// path never shows a partial file): `event_id`, `timestamp`, one column per profile feature
+/// (Float64 or Utf8), `prediction_score`, `prediction_label`, `latency_ms`.
+fn write_rows(path: &Path, profile: &Profile, rows: &[SnapshotRow]) -> Result<(), SnapshotError> {
+    let shown = path.display().to_string();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|source| SnapshotError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let mut ids = StringBuilder::new();
+    let mut ts = TimestampMillisecondBuilder::new().with_timezone("UTC");
+    let mut score = Float64Builder::new();
+    let mut label = StringBuilder::new();
+    let mut latency = Float64Builder::new();
+    enum Col {
+        Num(Float64Builder),
+        Text(StringBuilder),
+    }
+    let mut cols: Vec<Col> = profile
+        .features
+        .iter()
+        .map(|f| match f.kind {
+            FeatureKind::Numeric(_) => Col::Num(Float64Builder::new()),
+            FeatureKind::Categorical(_) => Col::Text(StringBuilder::new()),
+        })
+        .collect();
+    let index = profile.feature_index();
+    for e in rows {
+        ids.append_value(&e.event_id);
+        ts.append_value(e.timestamp_ms);
+        score.append_option(e.score);
+        label.append_option(e.label.as_deref());
+        latency.append_option(e.latency_ms);
+        let mut row: Vec<Option<&SnapshotValue>> = vec![None; cols.len()];
+        for (k, v) in &e.features {
+            if let Some(&i) = index.get(k.as_str()) {
+                row[i] = v.as_ref();
+            }
+        }
+        for (c, v) in cols.iter_mut().zip(&row) {
+            match (c, v) {
+                (Col::Num(b), Some(SnapshotValue::Number(x))) => b.append_value(*x),
+                (Col::Num(b), _) => b.append_null(),
+                (Col::Text(b), Some(SnapshotValue::Text(s))) => b.append_value(s),
+                (Col::Text(b), _) => b.append_null(),
+            }
+        }
+    }
+    let mut fields = vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+    ];
+    let mut arrays: Vec<ArrayRef> = vec![Arc::new(ids.finish()), Arc::new(ts.finish())];
+    for (f, c) in profile.features.iter().zip(cols) {
+        match c {
+            Col::Num(mut b) => {
+                fields.push(Field::new(&f.name, DataType::Float64, true));
+                arrays.push(Arc::new(b.finish()));
+            }
+            Col::Text(mut b) => {
+                fields.push(Field::new(&f.name, DataType::Utf8, true));
+                arrays.push(Arc::new(b.finish()));
+            }
+        }
+    }
+    fields.push(Field::new("prediction_score", DataType::Float64, true));
+    arrays.push(Arc::new(score.finish()));
+    fields.push(Field::new("prediction_label", DataType::Utf8, true));
+    arrays.push(Arc::new(label.finish()));
+    fields.push(Field::new("latency_ms", DataType::Float64, true));
+    arrays.push(Arc::new(latency.finish()));
+    let schema = Arc::new(Schema::new(fields));
+    let enc = |e: &dyn std::fmt::Display| SnapshotError::Encode {
+        path: shown.clone(),
+        reason: e.to_string(),
+    };
+    let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| enc(&e))?;
+    let tmp = path.with_extension("parquet.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|source| SnapshotError::Io {
+        path: tmp.display().to_string(),
+        source,
+    })?;
+    let mut w = ArrowWriter::try_new(file, schema, None).map_err(|e| enc(&e))?;
+    w.write(&batch).map_err(|e| enc(&e))?;
+    w.close().map_err(|e| enc(&e))?;
+    std::fs::rename(&tmp, path).map_err(|source| SnapshotError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -528,5 +691,72 @@ mod tests {
         tiny.push(2, &message(2, 20_000, true));
         assert!(tiny.is_empty());
         assert_eq!(tiny.bytes(), 0);
+    }
+
+    /// A profile of the 20 numerical features and the category `c` of [`message`].
+    fn profile() -> Arc<Profile> {
+        use crate::baseline::{BuildLimits, ProfileBuilder};
+        let mut b = ProfileBuilder::new("m", Some("v1"), "test", BuildLimits::default());
+        for i in 0..50 {
+            let m = message(i, 0, false);
+            let e = decode(&m, None, usize::MAX).unwrap();
+            for (k, v) in &e.features {
+                b.push_feature(k, v);
+            }
+            b.end_row();
+        }
+        Arc::new(b.finish().unwrap())
+    }
+
+    #[test]
+    fn snapshots_are_written_on_the_writer_thread_and_named_before() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let dir = tempfile::tempdir().unwrap();
+        let writer = SnapshotWriter::new(&dir.path().join("snapshots"));
+        let mut recent = RecentEvents::new(100, 1 << 20);
+        for i in 0..30 {
+            recent.push(i as i64, &message(i, 0, false));
+        }
+        let profile = profile();
+        let named: Vec<SnapshotRef> = (0..3)
+            .map(|n| {
+                writer.submit(
+                    "m",
+                    "v/1",
+                    &format!("t{n}"),
+                    &profile,
+                    recent.between(10, 20),
+                )
+            })
+            .collect();
+        writer.wait_written();
+        for (n, s) in named.iter().enumerate() {
+            assert_eq!(s.events, 10);
+            assert!(
+                s.path.ends_with(&format!("m/v_1/t{n}.parquet")),
+                "{}",
+                s.path
+            );
+            assert_eq!(s.url, None);
+            let file = std::fs::File::open(&s.path).expect("written once waited for");
+            let rows = SerializedFileReader::new(file)
+                .unwrap()
+                .metadata()
+                .file_metadata()
+                .num_rows();
+            assert_eq!(rows, 10);
+        }
+        let counts = writer.write_counts();
+        assert_eq!(counts.written.load(Ordering::Relaxed), 3);
+        assert_eq!(counts.failed.load(Ordering::Relaxed), 0);
+        // A directory that cannot be created: counted, and nothing to wait for after it.
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, b"not a directory").unwrap();
+        let writer = SnapshotWriter::new(&blocked);
+        let s = writer.submit("m", "v1", "t", &profile, recent.between(0, 5));
+        writer.finish();
+        assert_eq!(s.events, 5);
+        assert_eq!(writer.write_counts().failed.load(Ordering::Relaxed), 1);
+        assert!(!Path::new(&s.path).exists());
     }
 }

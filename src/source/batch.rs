@@ -28,9 +28,10 @@ const PARALLEL_MIN: usize = 128;
 /// Messages decoded and handed over at a time.
 const DECODE_BATCH: usize = 64;
 
-/// Processes messages in order. A long batch is decoded on a scoped second thread, a few
-/// messages ahead of the monitor; the monitor sees the same events in the same order either
-/// way.
+/// Processes messages in order, then emits their outputs in order (a trigger's snapshot is
+/// written on the snapshot thread meanwhile). A long batch is decoded on a scoped second
+/// thread, a few messages ahead of the monitor; the monitor sees the same events in the same
+/// order either way.
 pub(super) fn process_batch<M: Message>(
     cfg: &Config,
     messages: &[M],
@@ -57,8 +58,8 @@ pub(super) fn process_batch<M: Message>(
                 payload: m.payload().unwrap_or_default(),
             };
             ingest.process(message, monitor, outputs);
-            outputs.drain(..).for_each(|o| emit(&o));
         }
+        outputs.drain(..).for_each(|o| emit(&o));
         return;
     }
     let inputs: Vec<Input<'_>> = messages
@@ -77,8 +78,8 @@ pub(super) fn process_batch<M: Message>(
     if inputs.len() < PARALLEL_MIN {
         for input in inputs {
             monitor.process(input, outputs);
-            outputs.drain(..).for_each(|o| emit(&o));
         }
+        outputs.drain(..).for_each(|o| emit(&o));
         return;
     }
     let max_bytes = monitor.max_event_bytes();
@@ -101,10 +102,10 @@ pub(super) fn process_batch<M: Message>(
             for d in &decoded {
                 let input = *next.next().expect("one decoded event per input");
                 monitor.process_decoded(input, d, outputs);
-                outputs.drain(..).for_each(|o| emit(&o));
             }
         }
     });
+    outputs.drain(..).for_each(|o| emit(&o));
 }
 
 /// Stores the offsets the monitor no longer needs, after the outputs they produced are
