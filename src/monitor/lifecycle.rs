@@ -178,64 +178,11 @@ impl Monitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A monitor over 60 s windows sliding by 10 s, bootstrapping from 100 events, with
-    /// `configure` applied and metrics exported.
-    fn lifecycle_monitor(configure: impl FnOnce(&mut Config)) -> (Monitor, Telemetry) {
-        let mut cfg = Config::default();
-        cfg.window.length = std::time::Duration::from_secs(60);
-        cfg.window.slide = std::time::Duration::from_secs(10);
-        cfg.window.allowed_lateness = std::time::Duration::from_secs(5);
-        cfg.window.min_events = 50;
-        cfg.baseline.bootstrap_events = 100;
-        cfg.limits.version_idle = std::time::Duration::from_secs(60);
-        cfg.limits.model_idle = std::time::Duration::from_secs(120);
-        configure(&mut cfg);
-        assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
-        let telemetry = Telemetry::new();
-        let monitor = Monitor::new(Arc::new(cfg), Baselines::default(), Clock::EventTime)
-            .with_telemetry(telemetry.clone());
-        (monitor, telemetry)
-    }
-
-    /// Feeds `payload` as the next line of one file.
-    fn feed(m: &mut Monitor, offset: &mut i64, payload: &str) {
-        *offset += 1;
-        let input = Input {
-            kind: None,
-            topic: "events.jsonl",
-            partition: 0,
-            offset: *offset,
-            payload: payload.as_bytes(),
-        };
-        let mut out = Vec::new();
-        m.process(input, &mut out);
-    }
-
-    /// Predictions of `model`/`version` at 20 a second over `[from_s, to_s)`, ids
-    /// `<model>-<version>-<ms>`.
-    fn predictions(model: &str, version: &str, from_s: i64, to_s: i64) -> Vec<String> {
-        (from_s * 20..to_s * 20)
-            .map(|i| {
-                let ms = i * 50;
-                format!(
-                    r#"{{"event_id":"{model}-{version}-{ms}","model_id":"{model}","model_version":"{version}","timestamp":"{}","features":{{"x":{}}},"prediction":{{"score":0.5,"label":1}}}}"#,
-                    crate::event::format_rfc3339_ms(ms),
-                    (i % 17) as f64
-                )
-            })
-            .collect()
-    }
-
-    fn has_series(t: &Telemetry, labels: &str) -> bool {
-        t.render()
-            .lines()
-            .any(|l| !l.starts_with('#') && l.contains(labels))
-    }
+    use crate::monitor::testing::{feed, has_series, predictions, test_monitor};
 
     #[test]
     fn an_idle_model_is_evicted_its_series_removed_and_its_slot_given_to_the_next() {
-        let (mut m, t) = lifecycle_monitor(|c| c.limits.max_models = 1);
+        let (mut m, t) = test_monitor(|c| c.limits.max_models = 1);
         let mut offset = 0;
         for p in predictions("a", "v1", 0, 150) {
             feed(&mut m, &mut offset, &p);
@@ -273,7 +220,7 @@ mod tests {
 
     #[test]
     fn a_fleet_larger_than_the_bootstrapping_bound_bootstraps_a_batch_at_a_time() {
-        let (mut m, _) = lifecycle_monitor(|c| c.limits.max_bootstrapping_models = 4);
+        let (mut m, _) = test_monitor(|c| c.limits.max_bootstrapping_models = 4);
         let fleet: Vec<Vec<String>> = (0..10)
             .map(|k| predictions(&format!("m{k}"), "v1", 0, 60))
             .collect();
@@ -294,7 +241,7 @@ mod tests {
 
     #[test]
     fn versions_served_side_by_side_do_not_evict_each_other() {
-        let (mut m, _) = lifecycle_monitor(|c| c.limits.max_versions_per_model = 4);
+        let (mut m, _) = test_monitor(|c| c.limits.max_versions_per_model = 4);
         let versions: Vec<Vec<String>> = (1..=5)
             .map(|k| predictions("a", &format!("v{k}"), 0, 30))
             .collect();
@@ -324,7 +271,7 @@ mod tests {
 
     #[test]
     fn an_idle_version_is_evicted_and_labels_still_join_the_versions_after_it() {
-        let (mut m, t) = lifecycle_monitor(|_| {});
+        let (mut m, t) = test_monitor(|_| {});
         let mut offset = 0;
         for p in predictions("a", "v1", 0, 100) {
             feed(&mut m, &mut offset, &p);

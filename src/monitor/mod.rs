@@ -23,6 +23,8 @@ mod checkpoint;
 mod close;
 mod inputs;
 mod lifecycle;
+#[cfg(test)]
+mod testing;
 mod version;
 
 use std::collections::HashMap;
